@@ -1,0 +1,30 @@
+"""``cryomine table check``: validate a particle table and the MRC files it lists."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+log = logging.getLogger("cryomine")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("table", help="inspect and validate particle tables", description=__doc__)
+    tsub = p.add_subparsers(dest="table_command", metavar="ACTION")
+    tsub.required = True
+    c = tsub.add_parser("check", help="check a particle table and every subtomogram it lists")
+    c.add_argument("table", help="particle table (STAR)")
+    c.add_argument("--require", nargs="*", default=[], metavar="COLUMN",
+                   help="columns that must be present besides rlnImageName (e.g. rlnClassNumber cmTiltMin)")
+    c.set_defaults(func=run_check)
+
+
+def run_check(args) -> int:
+    from cryomine_core.io import table
+    from cryomine_core.validate import check_subtomograms
+
+    df = table.read_table(args.table, require=(table.IMAGE, *args.require))
+    summary = check_subtomograms(df)
+    log.info("%s: %d particles, box %s, voxel size %.3f Å", args.table, len(df), summary["box"], summary["voxel_size"])
+    print(json.dumps(summary))
+    return 0

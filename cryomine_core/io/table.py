@@ -1,0 +1,152 @@
+"""The particle table: the one file the Scipion plugin and the ``cryomine`` CLI exchange.
+
+A particle table is a STAR file (read and written with ``starfile``) with one data block,
+``particles``, and one row per subtomogram. Column names follow RELION where the meaning is
+the same, so RELION users can read the file; CryoMine's own columns start with ``cm``.
+
+| column | type | meaning |
+|---|---|---|
+| ``rlnImageName`` | str | MRC file of the subtomogram (relative paths are relative to the table's folder) |
+| ``cmVoxelSize`` | float | Å per voxel of the subtomogram |
+| ``cmTiltMin``, ``cmTiltMax`` | float | tilt range of the acquisition, degrees (the missing wedge) |
+| ``rlnClassNumber`` | int | class, 1-based (0 or absent: unlabelled) |
+| ``cmClassName`` | str | human-readable class name |
+| ``rlnAngleRot``, ``rlnAngleTilt``, ``rlnAnglePsi`` | float | orientation, RELION ZYZ Euler angles (degrees) |
+| ``rlnOriginXAngst``, ``rlnOriginYAngst``, ``rlnOriginZAngst`` | float | RELION origin shifts, Å |
+| ``cmScore`` | float | score of the last step (alignment score, class confidence) |
+| ``rlnTomoName`` | str | tomogram the particle comes from (its identifier, Scipion's tsId) |
+| ``cmTomoFile`` | str | MRC file of that tomogram (coordinate tables given to ``cryomine extract``) |
+| ``rlnCoordinateX``, ``rlnCoordinateY``, ``rlnCoordinateZ`` | float | particle centre in the tomogram, voxels |
+| ``cmItemId`` | int | identifier of the item in the caller (Scipion's objId) |
+| ``cmHalfSet`` | int | gold-standard half set, 1 or 2 |
+| ``cmSnr`` | float | simulated SNR (ground-truth tables only) |
+
+Conversions between the Euler/origin columns and CryoMine's canonical pose live in
+:mod:`cryomine_core.geometry`. Functions here only read, validate and write.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import starfile
+
+from cryomine_core.errors import InputFileError, TableError
+from cryomine_core.io.atomic import atomic_path
+
+BLOCK = "particles"
+IMAGE = "rlnImageName"
+VOXEL_SIZE = "cmVoxelSize"
+TILT_MIN = "cmTiltMin"
+TILT_MAX = "cmTiltMax"
+CLASS = "rlnClassNumber"
+CLASS_NAME = "cmClassName"
+ANGLES = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
+ORIGINS = ("rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst")
+SCORE = "cmScore"
+TOMO = "rlnTomoName"
+TOMO_FILE = "cmTomoFile"
+COORDS = ("rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ")
+ITEM_ID = "cmItemId"
+HALF_SET = "cmHalfSet"
+SNR = "cmSnr"
+
+_NUMERIC = {VOXEL_SIZE, TILT_MIN, TILT_MAX, CLASS, SCORE, ITEM_ID, HALF_SET, SNR, *ANGLES, *ORIGINS, *COORDS}
+
+
+def read_table(path: str | os.PathLike, *, require: tuple[str, ...] = (IMAGE,), resolve_paths: bool = True
+               ) -> pd.DataFrame:
+    """Read a particle table and check it.
+
+    Args:
+        path: the STAR file.
+        require: columns that must be present (the caller's needs, e.g. ``(IMAGE, CLASS)``).
+        resolve_paths: turn relative ``rlnImageName`` entries into absolute paths, relative to
+            the table's folder.
+
+    Raises:
+        InputFileError: missing or unreadable file.
+        TableError: no rows, a required column missing, or non-numeric values where numbers
+            are expected; the message names the column and the first offending row.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: particle table not found.")
+    try:
+        data = starfile.read(path, always_dict=True)
+    except Exception as exc:  # starfile raises many kinds of parse errors
+        raise InputFileError(f"{path}: not a readable STAR file ({exc}).") from exc
+    if BLOCK in data:
+        df = data[BLOCK]
+    elif len(data) == 1:
+        df = next(iter(data.values()))
+    else:
+        raise TableError(f"{path}: no data block named '{BLOCK}' among {list(data)}; name the particle block "
+                         f"'data_{BLOCK}'.")
+    if not isinstance(df, pd.DataFrame):
+        df = pd.DataFrame([df]) if isinstance(df, dict) else pd.DataFrame(df)
+    df = df.copy()
+    validate_table(df, require=require, source=str(path))
+    if resolve_paths and IMAGE in df.columns:
+        base = path.resolve().parent
+        df[IMAGE] = [str(p) if os.path.isabs(str(p)) else str((base / str(p)).resolve()) for p in df[IMAGE]]
+    return df
+
+
+def validate_table(df: pd.DataFrame, *, require: tuple[str, ...] = (IMAGE,), source: str = "particle table") -> None:
+    """Check that ``df`` has rows, the ``require``\\ d columns, and numbers where numbers belong."""
+    if len(df) == 0:
+        raise TableError(f"{source}: the table has no particles. Give a non-empty set.")
+    missing = [c for c in require if c not in df.columns]
+    if missing:
+        raise TableError(f"{source}: missing column(s) {missing}. Columns present: {list(df.columns)}.")
+    for col in df.columns:
+        if col in _NUMERIC:
+            values = pd.to_numeric(df[col], errors="coerce")
+            bad = np.flatnonzero(values.isna().to_numpy())
+            if bad.size:
+                raise TableError(f"{source}: column {col} has a missing or non-numeric value in row {bad[0] + 1} "
+                                 f"({df[col].iloc[bad[0]]!r}).")
+            df[col] = values
+    if CLASS in df.columns:
+        df[CLASS] = df[CLASS].astype(int)
+
+
+def write_table(path: str | os.PathLike, df: pd.DataFrame, *, relative_to_table: bool = False) -> Path:
+    """Write a particle table atomically (STAR, block ``particles``).
+
+    Args:
+        path: target STAR file.
+        df: the rows; must have at least ``rlnImageName``.
+        relative_to_table: store image paths relative to the table's folder when possible.
+    """
+    path = Path(path)
+    validate_table(df.copy(), require=(IMAGE,), source=f"writing {path}")
+    out = df.copy()
+    if relative_to_table:
+        base = path.resolve().parent
+        out[IMAGE] = [os.path.relpath(p, base) if os.path.isabs(str(p)) else str(p) for p in out[IMAGE]]
+    with atomic_path(path) as tmp:
+        starfile.write({BLOCK: out}, tmp, overwrite=True)
+    return path
+
+
+def tilt_ranges(df: pd.DataFrame, *, source: str = "particle table") -> np.ndarray:
+    """Return the per-particle tilt ranges ``(n, 2)`` in degrees, refusing rows that lack one.
+
+    CryoMine never guesses a missing wedge: a table without ``cmTiltMin``/``cmTiltMax`` is an
+    error that tells the user to give the tilt range (Scipion: the acquisition of each item).
+    """
+    missing = [c for c in (TILT_MIN, TILT_MAX) if c not in df.columns]
+    if missing:
+        raise TableError(f"{source}: no tilt range ({', '.join(missing)} missing). Set the acquisition's tilt range "
+                         "on the input subtomograms, or pass --tilt-range MIN MAX to apply one range to all.")
+    ranges = df[[TILT_MIN, TILT_MAX]].to_numpy(dtype=float)
+    bad = np.flatnonzero(~((ranges[:, 0] < ranges[:, 1]) & (ranges[:, 0] >= -90) & (ranges[:, 1] <= 90)))
+    if bad.size:
+        raise TableError(f"{source}: row {bad[0] + 1} has tilt range {tuple(ranges[bad[0]])}; expected "
+                         "-90 <= min < max <= 90 degrees.")
+    return ranges

@@ -1,0 +1,11 @@
+"""Names shared by the CryoMine plugin."""
+
+# Plugin variable: the command that runs the CryoMine core's CLI. Set it (in scipion.conf or the
+# environment) to run the core from another environment, e.g. "conda run -n cryomine cryomine"
+# or "/opt/cryomine-env/bin/cryomine".
+CRYOMINE_COMMAND = "CRYOMINE_COMMAND"
+
+# Files the protocols exchange with the core (inside each run's extra/ folder).
+INPUT_TABLE = "input_particles.star"
+OUTPUT_TABLE = "particles.star"
+METRICS = "metrics.json"
