@@ -1,0 +1,4 @@
+"""CryoMine protocols. Each class defined in a module imported here is discovered by Scipion."""
+
+from cryomine_scipion.protocols.protocol_base import ProtCryomineBase  # noqa: F401
+from cryomine_scipion.protocols.protocol_extract import ProtCryomineExtract  # noqa: F401

@@ -1,0 +1,91 @@
+"""The base of every CryoMine protocol: running the core's command line through ``runJob``.
+
+Running the core as a command (rather than as Python inside the protocol) is what lets Scipion
+apply its GPU slots (``CUDA_VISIBLE_DEVICES=%(GPU)s``) and submit the work to a cluster queue.
+"""
+
+import json
+import shlex
+import shutil
+
+from pwem.protocols import EMProtocol
+from pyworkflow import BETA
+from pyworkflow.protocol import params
+from pyworkflow.protocol.constants import STEPS_SERIAL
+from tomo.protocols import ProtTomoBase
+
+from cryomine_scipion import Plugin
+from cryomine_scipion.constants import METRICS
+
+
+def gpu_present() -> bool:
+    """A cheap check for an NVIDIA GPU on this machine (used for defaults and warnings only)."""
+    return shutil.which("nvidia-smi") is not None
+
+
+class ProtCryomineBase(EMProtocol, ProtTomoBase):
+    """Common machinery of CryoMine protocols (not shown in the tree: it has no _label)."""
+
+    _devStatus = BETA
+    stepsExecutionMode = STEPS_SERIAL
+
+    # -------------------------- form helpers ---------------------------------
+    @staticmethod
+    def _defineComputeParams(form, gpu: bool = True, threads: int = 2):
+        """Add the GPU choice (hidden params Scipion's GUI shows in its header) and threads."""
+        if gpu:
+            form.addHidden(params.USE_GPU, params.BooleanParam, default=gpu_present(),
+                           label="Use GPU for execution",
+                           help="Run the CryoMine core on a CUDA GPU. Scipion gives each GPU step the "
+                                "GPUs listed below through CUDA_VISIBLE_DEVICES. If you ask for a GPU and none "
+                                "is usable, the step fails with a message rather than silently using the CPU.")
+            form.addHidden(params.GPU_LIST, params.StringParam, default="0", label="Choose GPU IDs",
+                           help="GPU identifiers (as nvidia-smi numbers them), separated by spaces, e.g. '0' "
+                                "or '0 1'. CryoMine uses the first one of each step.")
+        form.addParallelSection(threads=threads, mpi=0)
+
+    # -------------------------- running the core ------------------------------
+    def runCore(self, command: str, arguments: list, gpu: bool = False):
+        """Run ``cryomine <command> <arguments>`` through ``runJob``.
+
+        Args:
+            command: the CLI command group, e.g. ``"extract"`` or ``"simulate subtomograms"``.
+            arguments: list of arguments (quoted here).
+            gpu: whether this step may use the GPU (then the protocol's GPU choice applies).
+        """
+        program = Plugin.getCoreCommand()
+        args = list(command.split()) + [str(a) for a in arguments]
+        if gpu:
+            if self.usesGpu():
+                program = f"CUDA_VISIBLE_DEVICES=%(GPU)s {program}"
+                args += ["--device", "cuda"]
+            else:
+                args += ["--device", "cpu"]
+        self.runJob(program, " ".join(shlex.quote(a) for a in args),
+                    env=self._coreEnviron(), numberOfThreads=1, numberOfMpi=1)
+
+    def _coreEnviron(self):
+        env = self._getEnviron()
+        threads = self.numberOfThreads.get() if hasattr(self, "numberOfThreads") else 1
+        env["OMP_NUM_THREADS"] = str(max(1, threads or 1))
+        return env
+
+    def usesGpu(self) -> bool:
+        return bool(getattr(self, params.USE_GPU, None) is not None and getattr(self, params.USE_GPU).get())
+
+    def readMetrics(self, name: str = METRICS) -> dict:
+        """The metrics.json the core wrote in this run's extra folder ({} if absent)."""
+        path = self._getExtraPath(name)
+        try:
+            with open(path) as fh:
+                return json.load(fh)
+        except FileNotFoundError:
+            return {}
+
+    # -------------------------- INFO -------------------------------------------
+    def _warnings(self):
+        warnings = []
+        if self.usesGpu() and not gpu_present():
+            warnings.append("'Use GPU' is on but no NVIDIA GPU was found on this machine (nvidia-smi is missing). "
+                            "This is fine if the job goes to a GPU node of a cluster; otherwise set 'Use GPU' to No.")
+        return warnings

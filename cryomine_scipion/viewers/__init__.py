@@ -1,0 +1,1 @@
+"""CryoMine viewers (one module per kind of result)."""

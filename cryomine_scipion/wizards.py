@@ -1,0 +1,1 @@
+"""CryoMine wizards (none yet)."""

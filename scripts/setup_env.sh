@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Create (or refresh) the project's virtual environment: .venv beside this repository.
+# Installs CryoMine with its Scipion and test dependencies under constraints.txt (Scipion's pins),
+# and Xvfb for the GUI tests when running as root on Debian/Ubuntu. Re-running is cheap: the
+# install is skipped while setup.py and constraints.txt are unchanged.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${CRYOMINE_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV with $($PYTHON --version)"
+  "$PYTHON" -m venv "$VENV"
+fi
+STAMP="$VENV/.cryomine-install-stamp"
+WANT="$(cat "$ROOT/setup.py" "$ROOT/constraints.txt" | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
+  echo "[setup] installing CryoMine and its dependencies (pinned by constraints.txt)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
+  "$VENV/bin/python" -m pip install -q -c "$ROOT/constraints.txt" -e "$ROOT[test]"
+  echo "$WANT" > "$STAMP"
+fi
+
+if ! command -v Xvfb >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] installing xvfb for the GUI tests"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb >/dev/null) \
+      || echo "[setup] could not install xvfb: GUI tests will be skipped"
+  else
+    echo "[setup] Xvfb not found: GUI tests will be skipped (install it with: sudo apt-get install xvfb)"
+  fi
+fi
+echo "[setup] environment ready: $VENV"
