@@ -6,12 +6,17 @@ CRYOMINE_KEEP_TEST_DATA=1); GUI screenshots go to test-artifacts/screenshots/ (o
 CRYOMINE_TEST_ARTIFACTS).
 """
 
+import importlib.util
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from cryomine_scipion.headless import configure_headless_scipion
+# Load headless.py by path: importing the cryomine_scipion package would import Scipion too early.
+_spec = importlib.util.spec_from_file_location("_cryomine_headless", Path(__file__).parent / "cryomine_scipion" / "headless.py")
+_headless = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_headless)
+configure_headless_scipion = _headless.configure_headless_scipion
 
 _SCRATCH = Path(tempfile.mkdtemp(prefix="cryomine-tests-"))
 configure_headless_scipion(_SCRATCH)

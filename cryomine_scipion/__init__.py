@@ -5,10 +5,12 @@ The protocols write Scipion sets to particle tables (STAR), run the core's comma
 into Scipion objects. The core itself (``cryomine_core``) never imports Scipion.
 """
 
+import os
 import shlex
 import sys
 
 import pwem
+import pyworkflow.utils as pwutils
 from pyworkflow import TOMO
 
 from cryomine_core import __version__
@@ -32,7 +34,8 @@ class Plugin(pwem.Plugin):
 
     @classmethod
     def getEnviron(cls):
-        return None
+        """Environment for the core's command: the current one (threads are set per protocol)."""
+        return pwutils.Environ(os.environ)
 
     @classmethod
     def getCoreCommand(cls) -> str:

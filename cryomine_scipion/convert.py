@@ -53,7 +53,7 @@ def coordinatesToTable(coordSet, tomograms, path):
     if not rows:
         raise ValueError(f"No coordinate matches a tomogram (coordinate tomogram ids: {sorted(missing)}; tomogram "
                          f"ids: {sorted(tomosById)}).")
-    T.write_table(path, pd.DataFrame(rows))
+    T.write_table(path, pd.DataFrame(rows), require=(T.TOMO_FILE, *T.COORDS))
     return len(rows)
 
 

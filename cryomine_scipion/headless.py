@@ -48,3 +48,27 @@ def configure_headless_scipion(scratch: str | os.PathLike, python: str | None = 
     }
     os.environ.update(env)
     return env
+
+
+def _main(argv=None) -> int:
+    """``python cryomine_scipion/headless.py --scratch DIR -- COMMAND ...``: run COMMAND headless.
+
+    Run as a file (not ``-m``): importing the ``cryomine_scipion`` package imports Scipion, which
+    must not happen before the environment is set.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=_main.__doc__)
+    parser.add_argument("--scratch", required=True, help="folder for SCIPION_HOME and SCIPION_USER_DATA")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the command to run (after --)")
+    args = parser.parse_args(argv)
+    command = [c for c in args.command if c != "--"] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("give a command after --")
+    configure_headless_scipion(args.scratch)
+    os.execvp(command[0], command)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

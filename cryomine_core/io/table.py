@@ -115,18 +115,21 @@ def validate_table(df: pd.DataFrame, *, require: tuple[str, ...] = (IMAGE,), sou
         df[CLASS] = df[CLASS].astype(int)
 
 
-def write_table(path: str | os.PathLike, df: pd.DataFrame, *, relative_to_table: bool = False) -> Path:
+def write_table(path: str | os.PathLike, df: pd.DataFrame, *, require: tuple[str, ...] = (IMAGE,),
+                relative_to_table: bool = False) -> Path:
     """Write a particle table atomically (STAR, block ``particles``).
 
     Args:
         path: target STAR file.
-        df: the rows; must have at least ``rlnImageName``.
+        df: the rows.
+        require: columns that must be present (``rlnImageName`` for particles; a coordinate
+            table for ``cryomine extract`` needs ``cmTomoFile`` and the coordinates instead).
         relative_to_table: store image paths relative to the table's folder when possible.
     """
     path = Path(path)
-    validate_table(df.copy(), require=(IMAGE,), source=f"writing {path}")
+    validate_table(df.copy(), require=require, source=f"writing {path}")
     out = df.copy()
-    if relative_to_table:
+    if relative_to_table and IMAGE in out.columns:
         base = path.resolve().parent
         out[IMAGE] = [os.path.relpath(p, base) if os.path.isabs(str(p)) else str(p) for p in out[IMAGE]]
     with atomic_path(path) as tmp:

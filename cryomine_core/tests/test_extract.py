@@ -54,7 +54,7 @@ def test_cli_extract_writes_table_and_files(tmp_path, capsys):
     coords = pd.DataFrame({T.TOMO_FILE: "tomo_a.mrc", T.COORDS[0]: centers[:, 0], T.COORDS[1]: centers[:, 1],
                            T.COORDS[2]: centers[:, 2], T.ITEM_ID: [11, 12, 13], T.TILT_MIN: -50.0,
                            T.TILT_MAX: 60.0})
-    T.write_table(tmp_path / "coords.star", coords.assign(**{T.IMAGE: "unused"}))
+    T.write_table(tmp_path / "coords.star", coords, require=(T.TOMO_FILE, *T.COORDS))
     assert main(["extract", "--coords", str(tmp_path / "coords.star"), "--out", str(tmp_path / "out"),
                  "--box", "8", "--voxel-size", "20"]) == 0
     counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -69,7 +69,7 @@ def test_cli_extract_writes_table_and_files(tmp_path, capsys):
 
 def test_cli_extract_nothing_extractable_is_a_clear_error(tmp_path, capsys):
     write_mrc(tmp_path / "t.mrc", np.zeros((8, 8, 8), np.float32), 10.0)
-    T.write_table(tmp_path / "c.star", pd.DataFrame({T.IMAGE: "x", T.TOMO_FILE: "t.mrc", T.COORDS[0]: [4.0],
-                                                     T.COORDS[1]: [4.0], T.COORDS[2]: [4.0]}))
+    T.write_table(tmp_path / "c.star", pd.DataFrame({T.TOMO_FILE: "t.mrc", T.COORDS[0]: [4.0], T.COORDS[1]: [4.0],
+                                                     T.COORDS[2]: [4.0]}), require=(T.TOMO_FILE,))
     assert main(["extract", "--coords", str(tmp_path / "c.star"), "--out", str(tmp_path / "o"), "--box", "16"]) == 2
     assert "no particle could be extracted" in capsys.readouterr().err

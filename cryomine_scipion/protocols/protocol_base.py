@@ -65,7 +65,7 @@ class ProtCryomineBase(EMProtocol, ProtTomoBase):
                     env=self._coreEnviron(), numberOfThreads=1, numberOfMpi=1)
 
     def _coreEnviron(self):
-        env = self._getEnviron()
+        env = Plugin.getEnviron()
         threads = self.numberOfThreads.get() if hasattr(self, "numberOfThreads") else 1
         env["OMP_NUM_THREADS"] = str(max(1, threads or 1))
         return env
