@@ -11,8 +11,8 @@ RELION (ZYZ: rot, tilt, psi)
     right-handed active rotations. RELION projects/rotates the reference by sampling it at
     ``A^-1 k`` (``Projector::project``/``rotate3D``), so ``A`` rotates the reference into the
     particle: **the canonical R equals RELION's A**. (Equivalently ``R^T = Rz(rot) Ry(tilt)
-    Rz(psi)``: intrinsic ZYZ angles of the inverse rotation, as the ``eulerangles`` package and
-    scipion-em-reliontomo use.)
+    Rz(psi)``, the intrinsic-ZYZ matrix the ``eulerangles`` package calls RELION's;
+    scipion-em-reliontomo stores this ``R^T`` as the rotation block of Scipion's matrix.)
 
 Dynamo (ZXZ: tdrot, tilt, narot)
     :func:`dynamo_euler_matrix` builds the matrix of Dynamo's ``dynamo_euler2matrix``,
