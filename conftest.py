@@ -13,7 +13,8 @@ import tempfile
 from pathlib import Path
 
 # Load headless.py by path: importing the cryomine_scipion package would import Scipion too early.
-_spec = importlib.util.spec_from_file_location("_cryomine_headless", Path(__file__).parent / "cryomine_scipion" / "headless.py")
+_spec = importlib.util.spec_from_file_location("_cryomine_headless",
+                                               Path(__file__).parent / "cryomine_scipion" / "headless.py")
 _headless = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_headless)
 configure_headless_scipion = _headless.configure_headless_scipion

@@ -160,7 +160,7 @@ def extract_table(coords_table: str, out_dir: str, box: int, *, voxel_size: floa
             raise CryomineError(f"{path}: NaN or infinite values inside particle boxes; fix the tomogram.")
         out_vs = tomo_vs * scale
         stem = path.stem
-        for j, (k, vol) in enumerate(zip(res.kept, res.volumes)):
+        for k, vol in zip(res.kept, res.volumes):
             row = group.iloc[int(k)].to_dict()
             name = f"subtomograms/{stem}_{int(group.index[int(k)]):06d}.mrc"
             write_mrc(out / name, vol, out_vs)

@@ -3,9 +3,9 @@
 from enum import Enum
 
 import numpy as np
+from pwem.objects import Transform
 from pyworkflow.object import Float
 from pyworkflow.protocol import params
-from pwem.objects import Transform
 from tomo.objects import SetOfSubTomograms, SubTomogram
 
 from cryomine_core.io import table as T

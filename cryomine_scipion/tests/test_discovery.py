@@ -52,9 +52,8 @@ def _tree_paths(node, prefix=()):
 
 def test_protocols_appear_in_the_tomography_view_tree():
     import pyworkflow as pw
-    from pyworkflow.gui.project.viewprotocols_extra import ProtocolTreeConfig
-
     from pwem import Domain
+    from pyworkflow.gui.project.viewprotocols_extra import ProtocolTreeConfig
 
     views = ProtocolTreeConfig.load(Domain, pw.Config.SCIPION_PROTOCOLS)
     assert "Tomography" in views, f"views: {list(views)}"

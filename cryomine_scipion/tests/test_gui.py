@@ -54,7 +54,8 @@ def test_tree_and_forms_screenshots(display):
     res = subprocess.run([sys.executable, "-O", str(script), str(out), *classes], env=env, capture_output=True,
                          text=True, timeout=180)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
-    assert res.returncode == 0 and lines, f"GUI script failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    assert res.returncode == 0 and lines, (f"GUI script failed ({res.returncode}):\n{res.stdout[-3000:]}\n"
+                                           f"{res.stderr[-3000:]}")
     report = json.loads(lines[-1])
     assert report["view"] == "Tomography"
     assert sorted(set(report["tree_items"])) == classes, report

@@ -37,8 +37,9 @@ class TestCryomineExtractWorkflow(BaseTest):
         setupTestProject(cls)
 
     def test_import_then_extract(self):
-        import tomo.protocols as tp
         from pathlib import Path
+
+        import tomo.protocols as tp
 
         from cryomine_scipion.protocols import ProtCryomineExtract
 
