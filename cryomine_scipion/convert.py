@@ -7,10 +7,15 @@ acquisition (``ProtImportSubTomograms`` sets it per item, not on the set).
 
 import os
 
+import numpy as np
 import pandas as pd
+import torch
+from pwem.objects import Transform
 from tomo.constants import BOTTOM_LEFT_CORNER
 
+from cryomine_core.geometry import pose_to_scipion_matrix, scipion_matrix_to_pose
 from cryomine_core.io import table as T
+from cryomine_core.poses import table_poses, with_poses
 
 
 def _tilt_range(acquisition):
@@ -64,7 +69,7 @@ def subtomogramsToTable(subtomos, path, tiltRange=None):
         tiltRange: ``(min, max)`` degrees to use for items without an acquisition tilt range;
             ``None`` leaves the columns out for such items (the core then refuses to guess).
     """
-    rows = []
+    rows, matrices = [], []
     rate = subtomos.getSamplingRate()
     for item in subtomos.iterItems():
         row = {T.IMAGE: os.path.abspath(item.getFileName()), T.VOXEL_SIZE: item.getSamplingRate() or rate,
@@ -75,8 +80,30 @@ def subtomogramsToTable(subtomos, path, tiltRange=None):
         if item.getClassId() is not None:
             row[T.CLASS] = int(item.getClassId())
         rows.append(row)
-    T.write_table(path, pd.DataFrame(rows))
+        matrices.append(subtomoMatrix(item))
+    df = pd.DataFrame(rows)
+    rot, shift = scipion_matrix_to_pose(torch.as_tensor(np.stack(matrices), dtype=torch.float64))
+    T.write_table(path, with_poses(df, rot, shift))
     return len(rows)
+
+
+def subtomoMatrix(item):
+    """The item's 4x4 transform in Scipion's own convention (identity when it has none)."""
+    transform = item.getTransform()
+    if transform is None or transform.getMatrix() is None:
+        return np.eye(4)
+    return np.asarray(transform.getMatrix(), dtype=float)
+
+
+def tableTransforms(df):
+    """Scipion 4x4 matrices (n, 4, 4), Scipion's convention, from a table's RELION angles/origins."""
+    rot, shift = table_poses(df)
+    return pose_to_scipion_matrix(rot, shift).numpy()
+
+
+def setTransformFromTable(item, matrix):
+    """Give ``item`` the Scipion transform ``matrix`` (from :func:`tableTransforms`)."""
+    item.setTransform(Transform(np.asarray(matrix, dtype=float)))
 
 
 def readTable(path):
