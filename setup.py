@@ -44,7 +44,7 @@ setup(
                 "subtomogram alignment/averaging and segmentation, with a Scipion plugin.",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     packages=find_packages(include=["cryomine_core", "cryomine_core.*", "cryomine_scipion", "cryomine_scipion.*"]),
     package_data={"cryomine_scipion": ["protocols.conf", "*.png"]},
     install_requires=CORE_REQUIRES,
