@@ -17,6 +17,7 @@ from cryomine_core.simulate.noise import noise_sigma, snr_from_pairs
 from cryomine_core.simulate.phantoms import phantom_volume
 from cryomine_core.simulate.structures import Structure, check_fits, load_structure
 from cryomine_core.simulate.subtomograms import EMPTY, SubtomogramBatch, SubtomogramSimulator
+from cryomine_core.simulate.tomograms import render_scene, simulate_tomogram, simulate_tomogram_dataset
 
 __all__ = [
     "AcquisitionParams",
@@ -33,6 +34,9 @@ __all__ = [
     "load_structure",
     "noise_sigma",
     "phantom_volume",
+    "render_scene",
     "simulate_subtomogram_dataset",
+    "simulate_tomogram",
+    "simulate_tomogram_dataset",
     "snr_from_pairs",
 ]

@@ -88,6 +88,7 @@ class TiltModel:
         self.volume_shape = tuple(int(s) for s in volume_shape)
         self.image_shape = self.volume_shape[1:]
         self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.voxel_size = float(voxel_size_angstrom)
         self.angles = params.angles()
         self.matrices = tilt.tilt_matrices(self.angles).to(self.device)
         self.n_tilts = int(self.angles.numel())
@@ -111,6 +112,9 @@ class TiltModel:
         p = self.params
         self._filter = tilt.reconstruction_filter(self.weights, self.volume_shape, p.reconstruction,
                                                   p.tilt_step_deg, self.n_tilts, self.observed)
+        self._plain_filter = tilt.reconstruction_filter(self.weights, self.volume_shape, p.reconstruction,
+                                                        p.tilt_step_deg, self.n_tilts, self.observed,
+                                                        centre_shift=False)
 
     def particle_slices(self, volume_ft: torch.Tensor, rotations: torch.Tensor | None = None,
                         shifts: torch.Tensor | None = None) -> torch.Tensor:
@@ -147,8 +151,58 @@ class TiltModel:
                 self._set_weights(weights)
         return tilt.finish_reconstruction(num, self._filter, self.volume_shape)
 
+    def signal_transfer(self) -> torch.Tensor:
+        """3-D transfer ``(D, H, W // 2 + 1)`` (rfft layout) of "project, apply CTF and MTF, reconstruct".
+
+        A slice point ``(kx', ky)`` of the image at tilt ``theta`` lands on the 3-D frequency ``k``
+        with ``|k| = |(kx', ky)|`` and ``|kx'| = sqrt(kx^2 + kz^2)``, so the isotropic CTF is
+        ``CTF(|k|)`` and the separable MTF is ``MTF_1d(sqrt(kx^2 + kz^2)) * MTF_1d(ky)``; gridding a
+        smooth transform and normalising returns it times ``weight * filter``. The product is the
+        exact linear equivalent of the tilt-series path for the noise-free signal, without the
+        interpolation error of slicing an unpadded transform (used for large volumes). Needs the
+        weights (available after the first :meth:`reconstruct` for large volumes).
+        """
+        if self.weights is None:
+            raise RuntimeError("signal_transfer needs the gridding weights; call reconstruct() once first")
+        d, h, w = self.volume_shape
+        dev = self.device
+        kz = torch.fft.fftfreq(d, device=dev)[:, None, None]
+        ky = torch.fft.fftfreq(h, device=dev)[None, :, None]
+        kx = torch.fft.rfftfreq(w, device=dev)[None, None, :]
+        rho = torch.sqrt(kx**2 + kz**2)
+        k = torch.sqrt(rho**2 + ky**2)
+        ctf_line, mtf_line, line_freq = self._lines()
+        out = torch.ones((d, h, w // 2 + 1), device=dev)
+        if self.params.apply_ctf:
+            out = out * _interp(k, line_freq, ctf_line)
+        if self.params.apply_mtf:
+            out = out * _interp(rho.clamp(max=0.5), line_freq, mtf_line) * _interp(ky.abs(), line_freq, mtf_line)
+        return out * self.weights * self._plain_filter
+
+    def _lines(self, n: int = 4096) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """CTF and MTF along one axis, sampled to 1 cycle/voxel (frequencies in cycles/voxel)."""
+        from cryomine_core.fourier import ctf_2d, mtf
+
+        p = self.params
+        # a line of 2n pixels of half the voxel size reaches 1 cycle/voxel at its Nyquist frequency
+        ctf = ctf_2d((1, 2 * n), self.voxel_size / 2, p.defocus_um, voltage_kv=p.voltage_kv, cs_mm=p.cs_mm,
+                     amplitude_contrast=p.amplitude_contrast, device=self.device)[0]
+        freq = torch.linspace(0.0, 1.0, n + 1, device=self.device)
+        m = mtf((1, 2 * n), psf_sigma_px=p.mtf_psf_sigma_px, device=self.device)[0]  # cycles/pixel to 0.5
+        m = torch.cat([m[::2], torch.zeros(n // 2, device=self.device)])  # resample onto ``freq`` (0.5 -> 1: 0)
+        return ctf, m, freq
+
     @property
     def sampling_weights(self) -> torch.Tensor:
         """Accumulated gridding weight ``(D, H, W // 2 + 1)``, torch's rfft layout, Hermitian-completed
         (None for a large volume until its first reconstruction)."""
         return self.weights
+
+
+def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of ``fp`` sampled at the uniform grid ``xp`` (from 0), clamped at the ends."""
+    step = float(xp[1] - xp[0])
+    pos = (x / step).clamp(0, xp.numel() - 1)
+    lo = pos.floor().long().clamp(max=xp.numel() - 2)
+    frac = pos - lo
+    return fp[lo] * (1 - frac) + fp[lo + 1] * frac

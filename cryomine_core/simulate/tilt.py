@@ -298,10 +298,11 @@ def observed_region(volume_shape: Sequence[int], tilt_min_deg: float, tilt_max_d
 
 
 def reconstruction_filter(weights: torch.Tensor, volume_shape: Sequence[int], method: str = "dfi",
-                          tilt_step_deg: float = 2.0, n_tilts: int = 61, observed: torch.Tensor | None = None
-                          ) -> torch.Tensor:
+                          tilt_step_deg: float = 2.0, n_tilts: int = 61, observed: torch.Tensor | None = None,
+                          centre_shift: bool = True) -> torch.Tensor:
     """Per-voxel factor ``(D, H, W // 2 + 1)`` turning a (Hermitian-completed) numerator into the
-    transform of the reconstruction, centre shift included when every axis is even.
+    transform of the reconstruction; with ``centre_shift`` (and every axis even) it also moves the
+    phase origin to the box centre (:func:`finish_reconstruction` expects that).
 
     ``method`` is ``'dfi'`` (divide by ``max(weight, 1)``, ``weights`` Hermitian-completed with
     :func:`hermitian_planes`) or ``'wbp'`` (multiply by the analytic sampling density; module
@@ -325,7 +326,7 @@ def reconstruction_filter(weights: torch.Tensor, volume_shape: Sequence[int], me
         raise ValueError(f"reconstruction method must be 'dfi' or 'wbp', got {method!r}")
     if observed is not None:
         factor = factor * observed
-    if d % 2 == 0 and h % 2 == 0 and w % 2 == 0:  # real-space fftshift == (-1)^(iz + iy + ix)
+    if centre_shift and d % 2 == 0 and h % 2 == 0 and w % 2 == 0:  # real-space fftshift == (-1)^(iz+iy+ix)
         iz = torch.arange(d, device=dev)[:, None, None]
         iy = torch.arange(h, device=dev)[None, :, None]
         ix = torch.arange(w // 2 + 1, device=dev)[None, None, :]
