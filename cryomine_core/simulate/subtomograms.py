@@ -150,7 +150,7 @@ class SubtomogramSimulator:
             out.append(snr_tools.variance(rec).mean())
         return torch.stack(out).cpu()
 
-    def dataset_sigma(self, snr: float, generator: torch.Generator, n: int = 16) -> float:
+    def dataset_sigma(self, snr: float, generator: torch.Generator, n: int = 64) -> float:
         """Tilt-image noise sigma giving ``snr`` on average over the classes (:mod:`.noise`)."""
         signal = float(self.class_signal_variance(generator, n).mean())
         return float(snr_tools.noise_sigma(signal, self.unit_noise_variance(generator, n), snr))

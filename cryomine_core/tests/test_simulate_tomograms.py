@@ -183,3 +183,21 @@ def test_catalog_names_need_fetch(tmp_path, monkeypatch):
     assert cache_dir() == tmp_path / "structures"
     with pytest.raises(CryomineError, match="structures fetch 6zu5"):
         load_structure("6zu5", 9.2)
+
+
+def test_gallery_png(tmp_path):
+    from cryomine_core.cli import main
+
+    out = tmp_path / "gallery.png"
+    assert main(["simulate", "gallery", "--out", str(out), "--snrs", "0.1", "0.01", "--tilt-maxima", "60", "40",
+                 "--box", "32", "--device", "cpu"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_structures_cli_list(tmp_path, capsys):
+    from cryomine_core.cli import main
+
+    assert main(["structures", "list", "--cache-dir", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "6zu5" in text and "4jsv" in text
+    assert main(["structures", "fetch", "nosuch", "--cache-dir", str(tmp_path)]) == 2
