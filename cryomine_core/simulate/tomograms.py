@@ -31,13 +31,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import starfile
 import torch
 
 from cryomine_core.errors import CryomineError
 from cryomine_core.geometry import pose_to_relion, random_rotations, rotate_volume
 from cryomine_core.io import table as T
-from cryomine_core.io.atomic import atomic_path, atomic_write_text
+from cryomine_core.io.atomic import atomic_write_text
 from cryomine_core.io.mrc import write_mrc
 from cryomine_core.simulate import noise as snr_tools
 from cryomine_core.simulate.acquisition import AcquisitionParams, TiltModel
@@ -211,8 +210,7 @@ def simulate_tomogram_dataset(out_dir: str | Path, specs: Sequence[str], shape=(
                          "snr_realised": sim["snr_realised"], "seconds": seconds})
         log.info("%s: %d particles, occupancy %.3f, SNR realised %.4g, %.1f s", name, len(sim["classes"]),
                  sim["occupancy"], sim["snr_realised"], seconds)
-    with atomic_path(out_dir / "particles.star") as tmp:
-        starfile.write({T.BLOCK: pd.DataFrame(rows)}, tmp, overwrite=True)
+    T.write_table(out_dir / "particles.star", pd.DataFrame(rows), require=(T.TOMO, *T.COORDS))
     classes = {"0": "background", **{str(i + 1): n for i, n in enumerate(names)}, str(len(names) + 1): "membrane"}
     atomic_write_text(out_dir / "classes.json", json.dumps(classes, indent=2))
     metrics = {"n_tomograms": n_tomograms, "n_particles": len(rows), "classes": names, "shape_zyx": list(shape),
