@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import torch
 from pwem.objects import Transform
+from pyworkflow.object import Float, Integer, String
 from tomo.constants import BOTTOM_LEFT_CORNER
+from tomo.objects import Coordinate3D, SubTomogram, TomoAcquisition, Tomogram, TomoMask
 
 from cryomine_core.geometry import pose_to_scipion_matrix, scipion_matrix_to_pose
 from cryomine_core.io import table as T
@@ -106,6 +108,117 @@ def setTransformFromTable(item, matrix):
     item.setTransform(Transform(np.asarray(matrix, dtype=float)))
 
 
-def readTable(path):
-    """Read a particle table the core wrote (absolute image paths)."""
-    return T.read_table(path)
+def readTable(path, require=(T.IMAGE,)):
+    """Read a particle table the core wrote (image paths made absolute)."""
+    return T.read_table(path, require=require)
+
+
+# ----------------------------------------------------------------------------------------------
+# Simulated data (``cryomine simulate``) -> Scipion objects
+# ----------------------------------------------------------------------------------------------
+TRUE_ANGLES = ("_cmTrueRot", "_cmTrueTilt", "_cmTruePsi")  # RELION ZYZ, degrees
+TRUE_SHIFTS = ("_cmTrueShiftX", "_cmTrueShiftY", "_cmTrueShiftZ")  # Å, canonical t (= -RELION origin)
+
+
+def tomoAcquisition(angleMin, angleMax, step, voltage=None, cs=None, amplitudeContrast=None):
+    """A TomoAcquisition with the tilt range (degrees) and, when given, the microscope settings."""
+    acq = TomoAcquisition(angleMin=angleMin, angleMax=angleMax, step=step)
+    if voltage is not None:
+        acq.setVoltage(voltage)
+    if cs is not None:
+        acq.setSphericalAberration(cs)
+    if amplitudeContrast is not None:
+        acq.setAmplitudeContrast(amplitudeContrast)
+    return acq
+
+
+def _itemAcquisition(acquisition, row):
+    acq = acquisition.clone()
+    if T.TILT_MIN in row and T.TILT_MAX in row:
+        acq.setAngleMin(float(row[T.TILT_MIN]))
+        acq.setAngleMax(float(row[T.TILT_MAX]))
+    return acq
+
+
+def tableToSubtomograms(df, outSet, acquisition, keepTruth=False):
+    """Fill ``outSet`` (SetOfSubTomograms) with one SubTomogram per table row.
+
+    Each item gets its image, voxel size, class id (``rlnClassNumber``) when present and its own
+    acquisition carrying the row's tilt range; its transform is the identity. With ``keepTruth``,
+    the row's pose (the simulator's ground truth) is kept in the attributes :data:`TRUE_ANGLES`
+    and :data:`TRUE_SHIFTS` instead, so no protocol downstream starts from the answer.
+    """
+    voxel = float(df[T.VOXEL_SIZE].iloc[0])
+    outSet.setSamplingRate(voxel)
+    outSet.setAcquisition(acquisition.clone())
+    if keepTruth:
+        _, shift = table_poses(df)
+        angles = df[list(T.ANGLES)].to_numpy(dtype=float)
+        shifts = shift.numpy() * df[T.VOXEL_SIZE].to_numpy(dtype=float)[:, None]
+    for i, (_, row) in enumerate(df.iterrows()):
+        sub = SubTomogram()
+        sub.setLocation(row[T.IMAGE])
+        sub.setSamplingRate(float(row[T.VOXEL_SIZE]))
+        if T.CLASS in row:
+            sub.setClassId(int(row[T.CLASS]))
+        sub.setAcquisition(_itemAcquisition(acquisition, row))
+        sub.setTransform(Transform(np.eye(4)))
+        if keepTruth:
+            for name, value in zip(TRUE_ANGLES + TRUE_SHIFTS, list(angles[i]) + list(shifts[i])):
+                setattr(sub, name, Float(float(value)))
+        outSet.append(sub)
+    return outSet
+
+
+def _stem(path):
+    return os.path.splitext(os.path.basename(str(path)))[0]
+
+
+def simulatedTomogramsToScipion(folder, df, acquisition, tomos, labels=None, instances=None):
+    """Fill SetOfTomograms (and optionally SetOfTomoMasks of labels and instances) from a
+    ``cryomine simulate tomograms`` output folder. The tsId of each tomogram is its file stem."""
+    voxel = float(df[T.VOXEL_SIZE].iloc[0])
+    names = sorted(_stem(f) for f in os.listdir(os.path.join(folder, "tomograms")) if f.endswith(".mrc"))
+    for target, sub, cls in ((tomos, "tomograms", Tomogram), (labels, "labels", TomoMask),
+                             (instances, "instances", TomoMask)):
+        if target is None:
+            continue
+        target.setSamplingRate(voxel)
+        target.setAcquisition(acquisition.clone())
+        for name in names:
+            item = cls()
+            item.setLocation(os.path.abspath(os.path.join(folder, sub, name + ".mrc")))
+            item.setSamplingRate(voxel)
+            item.setOrigin()
+            item.setTsId(name)
+            item.setAcquisition(acquisition.clone())
+            if cls is TomoMask:
+                item.setVolName(os.path.abspath(os.path.join(folder, "tomograms", name + ".mrc")))
+            target.append(item)
+    return names
+
+
+def simulatedCoordinatesToScipion(df, tomos, coords, boxSize):
+    """Fill SetOfCoordinates3D with the true particle positions of a simulated tomogram table.
+
+    Positions are voxels from the first voxel (BOTTOM_LEFT_CORNER), the class number is the
+    group id (the class name is in ``_cmClassName``, the instance label in ``_cmInstanceId``) and
+    the true orientation is the coordinate's matrix in Scipion's convention.
+    """
+    byId = {t.getTsId(): t.clone() for t in tomos.iterItems()}
+    coords.setSamplingRate(tomos.getSamplingRate())
+    coords.setBoxSize(boxSize)
+    rot, _ = table_poses(df)
+    matrices = pose_to_scipion_matrix(rot, torch.zeros(len(df), 3, dtype=rot.dtype)).numpy()
+    for i, (_, row) in enumerate(df.iterrows()):
+        tomo = byId[_stem(row[T.TOMO])]
+        coord = Coordinate3D()
+        coord.setVolume(tomo)
+        coord.setPosition(*(float(row[c]) for c in T.COORDS), BOTTOM_LEFT_CORNER)
+        coord.setMatrix(matrices[i])
+        if T.CLASS in row:
+            coord.setGroupId(int(row[T.CLASS]))
+        coord._cmClassName = String(str(row.get(T.CLASS_NAME, "")))
+        coord._cmInstanceId = Integer(int(row.get("cmInstanceId", i + 1)))
+        coords.append(coord)
+    return coords

@@ -2,3 +2,4 @@
 
 from cryomine_scipion.protocols.protocol_base import ProtCryomineBase  # noqa: F401
 from cryomine_scipion.protocols.protocol_extract import ProtCryomineExtract  # noqa: F401
+from cryomine_scipion.protocols.protocol_simulate import ProtCryomineSimulate  # noqa: F401

@@ -62,6 +62,8 @@ def test_protocols_appear_in_the_tomography_view_tree():
         assert name in paths, f"{name} is not in the Tomography tree (protocols.conf)"
     # extraction sits in tomo's own Particles > Extract group
     assert paths["ProtCryomineExtract"][-3:-1] == ("Particles", "Extract"), paths["ProtCryomineExtract"]
+    # the simulator sits in tomo's Imports section (data enters the project there)
+    assert paths["ProtCryomineSimulate"][-2] == "Imports", paths["ProtCryomineSimulate"]
 
 
 def test_bibtex_citations_resolve():
