@@ -89,6 +89,33 @@ def subtomogramsToTable(subtomos, path, tiltRange=None):
     return len(rows)
 
 
+def labelledSubtomogramsToTable(groups, path, tiltRange=None):
+    """Write a labelled particle table for ``cryomine classify train``.
+
+    Args:
+        groups: sequence of ``(className, items)``; class numbers follow the order (1-based).
+        path: STAR file to write.
+        tiltRange: ``(min, max)`` degrees for items without an acquisition tilt range.
+
+    Returns ``{className: count}``.
+    """
+    rows, counts = [], {}
+    for number, (name, items) in enumerate(groups, start=1):
+        counts[name] = 0
+        for item in items:
+            row = {T.IMAGE: os.path.abspath(item.getFileName()), T.VOXEL_SIZE: item.getSamplingRate(),
+                   T.ITEM_ID: item.getObjId(), T.CLASS: number, T.CLASS_NAME: name}
+            tilt = _tilt_range(item.getAcquisition()) or tiltRange
+            if tilt is not None:
+                row[T.TILT_MIN], row[T.TILT_MAX] = tilt
+            rows.append(row)
+            counts[name] += 1
+    if not rows:
+        raise ValueError("No labelled subtomograms: every class is empty.")
+    T.write_table(path, pd.DataFrame(rows), require=(T.IMAGE, T.CLASS))
+    return counts
+
+
 def subtomoMatrix(item):
     """The item's 4x4 transform in Scipion's own convention (identity when it has none)."""
     transform = item.getTransform()

@@ -1,5 +1,9 @@
 """CryoMine protocols. Each class defined in a module imported here is discovered by Scipion."""
 
+from cryomine_scipion.protocols.protocol_align import ProtCryomineAlign  # noqa: F401
 from cryomine_scipion.protocols.protocol_base import ProtCryomineBase  # noqa: F401
+from cryomine_scipion.protocols.protocol_classify import ProtCryomineClassify  # noqa: F401
 from cryomine_scipion.protocols.protocol_extract import ProtCryomineExtract  # noqa: F401
+from cryomine_scipion.protocols.protocol_mra import ProtCryomineMultiRefClassify  # noqa: F401
 from cryomine_scipion.protocols.protocol_simulate import ProtCryomineSimulate  # noqa: F401
+from cryomine_scipion.protocols.protocol_train_classifier import ProtCryomineTrainClassifier  # noqa: F401

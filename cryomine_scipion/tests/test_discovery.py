@@ -64,6 +64,17 @@ def test_protocols_appear_in_the_tomography_view_tree():
     assert paths["ProtCryomineExtract"][-3:-1] == ("Particles", "Extract"), paths["ProtCryomineExtract"]
     # the simulator sits in tomo's Imports section (data enters the project there)
     assert paths["ProtCryomineSimulate"][-2] == "Imports", paths["ProtCryomineSimulate"]
+    for name in ("ProtCryomineAlign", "ProtCryomineMultiRefClassify", "ProtCryomineTrainClassifier",
+                 "ProtCryomineClassify"):
+        assert paths[name][-3:-1] == ("Subtomogram averaging", "Classification and Alignment"), paths[name]
+
+
+def test_model_object_and_viewer_are_discovered():
+    from pwem import Domain
+
+    assert "CryomineModel" in Domain.getObjects()
+    viewers = Domain.getViewers()
+    assert "CryomineResultsViewer" in viewers, sorted(viewers)[:20]
 
 
 def test_bibtex_citations_resolve():

@@ -1,0 +1,195 @@
+"""Train a CNN classifier of subtomograms (DSRF3D, DSRF3D-v2, RB3D, CB3D; Che et al. 2018)."""
+
+import os
+import re
+from enum import Enum
+
+from pyworkflow.protocol import params
+
+from cryomine_scipion.constants import INPUT_TABLE
+from cryomine_scipion.convert import labelledSubtomogramsToTable
+from cryomine_scipion.objects import CryomineModel
+from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
+
+ARCHITECTURES = ["dsrf3d-v2", "dsrf3d", "rb3d", "cb3d", "compact3d"]
+FROM_CLASSES, FROM_SETS = 0, 1
+BALANCE = ["none", "loss", "sample"]
+MODEL_FILE = "model.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class TrainOutputs(Enum):
+    model = CryomineModel
+
+
+class ProtCryomineTrainClassifier(ProtCryomineBase):
+    """Train a 3-D CNN that sorts subtomograms into known classes (Che et al. 2018).
+
+    Labelled examples come either from a set of classes (e.g. the true classes of CryoMine's
+    simulator, or classes from another classification you trust) or from several sets of
+    subtomograms, one per class, named after the sets. The default recipe is the paper's: SGD with
+    Nesterov momentum 0.9, learning rate 0.005, batch 64, at most 20 epochs with early stopping
+    after 5 epochs without improvement, 80/20 train/test split with 20 % of training kept for
+    validation. A checkpoint is written every epoch: if the run stops, "Continue" resumes from it.
+
+    Output: a trained model that records its architecture, box, voxel size and class names, for
+    "classify with CNN". "Analyze results" shows the training curves and the confusion matrix.
+    """
+
+    _label = "train CNN classifier"
+    _possibleOutputs = TrainOutputs
+
+    # -------------------------- DEFINE param functions -----------------------
+    def _defineParams(self, form):
+        form.addSection(label="Input")
+        form.addParam("inputKind", params.EnumParam, choices=["a set of classes", "one set per class"],
+                      default=FROM_CLASSES, display=params.EnumParam.DISPLAY_HLIST, label="Labelled examples from",
+                      help="'a set of classes': each class of a SetOfClassesSubTomograms is one label (its name is "
+                           "the class label, or classN). 'one set per class': pick several SetOfSubTomograms; each "
+                           "set is one class, named after the set's label.")
+        form.addParam("inputClasses", params.PointerParam, pointerClass="SetOfClassesSubTomograms",
+                      condition=f"inputKind=={FROM_CLASSES}", allowsNull=True, label="Classes",
+                      help="Classes whose members are the labelled training examples.")
+        form.addParam("inputSets", params.MultiPointerParam, pointerClass="SetOfSubTomograms",
+                      condition=f"inputKind=={FROM_SETS}", allowsNull=True, label="Sets (one per class)",
+                      help="One SetOfSubTomograms per class. Give each a clear label in the project (right click > "
+                           "Edit): it becomes the class name.")
+        form.addParam("tiltRangeMissing", params.BooleanParam, default=False, expertLevel=params.LEVEL_ADVANCED,
+                      label="Give a tilt range for items without one?",
+                      help="Recorded with items that carry no acquisition (the networks do not need it; it is "
+                           "kept so later steps can use the missing wedge).")
+        form.addParam("tiltMin", params.FloatParam, default=-60.0, condition="tiltRangeMissing",
+                      label="Minimum tilt (deg)", help="Lowest tilt angle of items without an acquisition.")
+        form.addParam("tiltMax", params.FloatParam, default=60.0, condition="tiltRangeMissing",
+                      label="Maximum tilt (deg)", help="Highest tilt angle of items without an acquisition.")
+
+        form.addSection(label="Network")
+        form.addParam("architecture", params.EnumParam, choices=ARCHITECTURES, default=0, label="Architecture",
+                      help="dsrf3d-v2: the best accuracy/speed trade-off of Che et al. (2018), ~18 M parameters at "
+                           "40^3. dsrf3d: the first version (Xu et al. 2017). rb3d: residual blocks (~263 M "
+                           "parameters at 40^3, memory hungry). cb3d: C3D-like, ~61 M parameters, slowest. "
+                           "compact3d: CryoMine's small network with global pooling (~0.4 M parameters, any box). "
+                           "The first fully connected layer of the paper's networks follows the box size.")
+        form.addParam("epochs", params.IntParam, default=20, validators=[params.GT(0)], label="Epochs (max)",
+                      help="Most passes over the training set (20 in the paper).")
+        form.addParam("patience", params.IntParam, default=5, validators=[params.GT(0)],
+                      label="Early stop after (epochs)",
+                      help="Stop when the validation loss has not improved for this many epochs; the best epoch's "
+                           "weights are kept.")
+        form.addParam("batchSize", params.IntParam, default=64, validators=[params.GT(0)], label="Batch size",
+                      help="Subtomograms per optimisation step (64 in the paper). Lower it if the GPU runs out of "
+                           "memory.")
+        form.addParam("learningRate", params.FloatParam, default=0.005, validators=[params.Positive],
+                      label="Learning rate", help="SGD learning rate (0.005 in the paper).")
+        form.addParam("balance", params.EnumParam, choices=BALANCE, default=1, expertLevel=params.LEVEL_ADVANCED,
+                      label="Class balancing",
+                      help="none: as the data come. loss: weight the loss by inverse class frequency. sample: draw "
+                           "classes equally often. Use balancing when class sizes differ a lot.")
+        form.addParam("testFraction", params.FloatParam, default=0.2, validators=[params.Range(0.0, 0.9)],
+                      expertLevel=params.LEVEL_ADVANCED, label="Test fraction",
+                      help="Fraction of each class held out for the final test accuracy.")
+        form.addParam("valFraction", params.FloatParam, default=0.2, validators=[params.Range(0.01, 0.9)],
+                      expertLevel=params.LEVEL_ADVANCED, label="Validation fraction",
+                      help="Fraction of the training part kept for validation (early stopping and calibration of "
+                           "the confidence).")
+        form.addParam("seed", params.IntParam, default=0, expertLevel=params.LEVEL_ADVANCED, label="Random seed",
+                      help="Seed of the split, the initial weights and the sampling.")
+        self._defineComputeParams(form, gpu=True, threads=2)
+
+    # -------------------------- INSERT steps functions -----------------------
+    def _insertAllSteps(self):
+        self._insertFunctionStep(self.convertInputStep, needsGPU=False)
+        self._insertFunctionStep(self.trainStep, needsGPU=True)
+        self._insertFunctionStep(self.createOutputStep, needsGPU=False)
+
+    # -------------------------- STEPS functions ------------------------------
+    def _groups(self):
+        if self.inputKind.get() == FROM_CLASSES:
+            classes = self.inputClasses.get()
+            groups = []
+            for cls in classes.iterItems(orderBy="id"):
+                name = cls.getObjLabel() or f"class{cls.getObjId()}"
+                groups.append((name, [item.clone() for item in cls.iterItems()]))
+            return groups
+        groups = []
+        for i, pointer in enumerate(self.inputSets or [], start=1):
+            subtomos = pointer.get()
+            name = re.sub(r"\s+", "_", subtomos.getObjLabel() or "") or f"class{i}"
+            groups.append((name, [item.clone() for item in subtomos.iterItems()]))
+        return groups
+
+    def convertInputStep(self):
+        tilt = (self.tiltMin.get(), self.tiltMax.get()) if self.tiltRangeMissing.get() else None
+        counts = labelledSubtomogramsToTable(self._groups(), self._getExtraPath(INPUT_TABLE), tiltRange=tilt)
+        self.info("Labelled examples per class: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+
+    def trainStep(self):
+        args = ["--in", self._getExtraPath(INPUT_TABLE), "--out", self._getExtraPath(),
+                "--model", ARCHITECTURES[self.architecture.get()], "--epochs", self.epochs.get(),
+                "--patience", self.patience.get(), "--batch-size", self.batchSize.get(),
+                "--lr", self.learningRate.get(), "--balance", BALANCE[self.balance.get()],
+                "--test-fraction", self.testFraction.get(), "--val-fraction", self.valFraction.get(),
+                "--seed", self.seed.get()]
+        if os.path.exists(self._getExtraPath(CHECKPOINT_FILE)):
+            self.info("Checkpoint found: resuming the interrupted training.")
+            args.append("--resume")
+        self.runCore("classify train", args, gpu=True)
+
+    def createOutputStep(self):
+        m = self.readMetrics()
+        model = CryomineModel(path=self._getExtraPath(MODEL_FILE), architecture=ARCHITECTURES[self.architecture.get()],
+                              boxSize=int(m.get("box", [0])[0] if isinstance(m.get("box"), list) else m.get("box", 0)),
+                              samplingRate=float(m.get("voxel_size") or 0.0), classNames=m.get("class_names", []))
+        self._defineOutputs(**{TrainOutputs.model.name: model})
+        source = self.inputClasses if self.inputKind.get() == FROM_CLASSES else None
+        if source is not None:
+            self._defineSourceRelation(source, model)
+
+    def resultPlots(self):
+        """Figures the core wrote, as (title, path), for the viewer."""
+        return [("Training curves", self._getExtraPath("training_curves.png")),
+                ("Confusion matrix (validation and test)", self._getExtraPath("confusion.png"))]
+
+    # -------------------------- INFO functions -------------------------------
+    def _validate(self):
+        errors = []
+        if self.inputKind.get() == FROM_CLASSES:
+            classes = self.inputClasses.get()
+            if classes is None:
+                return ["Choose the input classes."]
+            sizes = [cls.getSize() for cls in classes.iterItems()]
+            if len([s for s in sizes if s > 0]) < 2:
+                errors.append("Training needs at least two non-empty classes.")
+        else:
+            sets = [p.get() for p in (self.inputSets or []) if p.get() is not None]
+            if len(sets) < 2:
+                errors.append("Give at least two sets of subtomograms (one per class).")
+            dims = {s.getDim() for s in sets}
+            if len(dims) > 1:
+                errors.append(f"The sets have different box sizes {sorted(dims)}: extract or resize them to one box.")
+            rates = {round(s.getSamplingRate() or 0, 3) for s in sets}
+            if len(rates) > 1:
+                errors.append(f"The sets have different voxel sizes {sorted(rates)} Å: rescale them to one.")
+        return errors
+
+    def _summary(self):
+        m = self.readMetrics()
+        if not m or TrainOutputs.model.name not in self._outputs:
+            return ["Output not ready yet."]
+        lines = [f"{ARCHITECTURES[self.architecture.get()]} trained on {len(m.get('class_names', []))} classes "
+                 f"({', '.join(m.get('class_names', []))})."]
+        if "test_accuracy" in m:
+            lines.append(f"Test accuracy {m['test_accuracy']:.3f}; best validation accuracy "
+                         f"{m.get('best_val_accuracy', float('nan')):.3f} after {m.get('epochs_run', '?')} epochs.")
+        return lines
+
+    def _methods(self):
+        m = self.readMetrics()
+        if not m:
+            return []
+        return [f"A {ARCHITECTURES[self.architecture.get()]} network (Che et al. 2018) was trained with CryoMine on "
+                f"{len(m.get('class_names', []))} classes of subtomograms; test accuracy "
+                f"{m.get('test_accuracy', float('nan')):.3f}."]
+
+    def _citations(self):
+        return ["Che2018", "Xu2017"]
