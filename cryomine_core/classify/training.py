@@ -1,0 +1,176 @@
+"""``cryomine classify train``: train a CNN classifier on a labelled particle table.
+
+Outputs in ``out_dir``:
+
+- ``model.pt`` -- the classifier (:mod:`.model_file`);
+- ``checkpoint.pt`` -- written after every epoch (resume with ``resume=True``);
+- ``split.star`` -- the input rows with ``cmSplit`` (train/val/test) and the 0-based ``cmLabel``;
+- ``metrics.json`` -- history, accuracies, confusion matrices, calibration, timings;
+- ``training_curves.png``, ``confusion.png`` (validation split), ``confusion_test.png``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cryomine_core import __version__
+from cryomine_core.classify.labels import (
+    MIN_PER_CLASS,
+    SPLIT,
+    check_labels,
+    given_split,
+    stratified_split,
+    table_labels,
+)
+from cryomine_core.classify.model_file import save_classifier
+from cryomine_core.device import seed_everything, select_device
+from cryomine_core.errors import InputFileError
+from cryomine_core.io import table as T
+from cryomine_core.io.atomic import atomic_write_text
+from cryomine_core.io.mrc import read_mrc
+from cryomine_core.models import DEFAULT_MODEL, build_model, canonical_name, count_parameters
+from cryomine_core.train import TrainConfig, VolumeDataset, confusion_summary, fit, fit_temperature, nll, predict_logits
+from cryomine_core.train.calibration import expected_calibration_error
+from cryomine_core.train.plots import plot_confusion, plot_training_curves
+from cryomine_core.validate import check_subtomograms
+
+log = logging.getLogger("cryomine")
+
+
+def check_finite_volumes(paths) -> None:
+    """Read every volume once (memory-mapped) and refuse NaN/infinite values, naming the file."""
+    for p in paths:
+        data, _ = read_mrc(p, mmap=True, check_finite=False)
+        if not np.isfinite(data).all():
+            bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+            raise InputFileError(f"{p}: {bad} voxel(s) are NaN or infinite. Fix the file (e.g. re-extract the "
+                                 "subtomogram) or remove the item from the set.")
+        del data
+
+
+def _evaluate(model, ds, labels_names, device, cfg, temperature=1.0) -> tuple[dict, torch.Tensor, np.ndarray]:
+    logits, y = predict_logits(model, ds, device=device, batch_size=cfg.eval_batch_size or 2 * cfg.batch_size,
+                               workers=cfg.workers, amp=cfg.amp, channels_last=cfg.channels_last)
+    pred = logits.argmax(1).numpy()
+    summary = confusion_summary(y, pred, labels_names)
+    if len(y):
+        summary["nll"] = nll(logits, y, 1.0)
+        summary["nll_calibrated"] = nll(logits, y, temperature)
+        probs = torch.softmax(logits.double() / temperature, dim=1)
+        summary["ece_calibrated"] = expected_calibration_error(probs, y)
+        summary["ece"] = expected_calibration_error(torch.softmax(logits.double(), 1), y)
+    return summary, logits, y
+
+
+def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, model: str = DEFAULT_MODEL,
+                     config: TrainConfig | None = None, width: float = 1.0, test_fraction: float = 0.2,
+                     val_fraction: float = 0.2, min_per_class: int = MIN_PER_CLASS, device: str = "auto",
+                     resume: bool = False, check_finite: bool = True, plots: bool = True) -> dict:
+    """Train a classifier on the labelled subtomograms of ``table``; write the outputs to ``out_dir``.
+
+    Returns the metrics dict (also written to ``metrics.json``). Raises CryomineError for bad input:
+    no labels, one class, a class under ``min_per_class`` examples, unreadable/NaN volumes, mixed box
+    or voxel sizes, a box the architecture cannot take, or a checkpoint that does not match on resume.
+    """
+    cfg = config or TrainConfig()
+    cfg.validate()
+    arch = canonical_name(model)
+    out = Path(out_dir)
+    src = str(table)
+    df = T.read_table(table, require=(T.IMAGE,))
+    labels, names, numbers = table_labels(df, source=src)
+    keep = labels >= 0
+    if (~keep).any():
+        log.warning("%s: %d unlabelled row(s) ignored", src, int((~keep).sum()))
+    df = df.loc[keep].reset_index(drop=True)
+    labels = labels[keep]
+    counts = check_labels(labels, names, min_per_class=min_per_class, source=src)
+    info = check_subtomograms(df)
+    box, voxel = info["box"], info["voxel_size"]
+    if check_finite:
+        t0 = time.perf_counter()
+        check_finite_volumes(df[T.IMAGE])
+        log.info("checked %d volumes for NaN/inf in %.1f s", len(df), time.perf_counter() - t0)
+    split = given_split(df, labels, source=src)
+    if split is None:
+        split = stratified_split(labels, test_fraction, val_fraction, seed=cfg.seed)
+    else:
+        log.info("%s: using the table's own %s column", src, SPLIT)
+    out.mkdir(parents=True, exist_ok=True)
+    split_df = df.copy()
+    split_df[SPLIT] = split
+    split_df["cmLabel"] = labels
+    T.write_table(out / "split.star", split_df)
+
+    dev = select_device(device)
+    seed_everything(cfg.seed)
+    net = build_model(arch, len(names), box, width=width)
+    n_params = count_parameters(net)
+    log.info("model %s (width %g): %.2f M parameters, box %s, %d classes %s; split train %d / val %d / test %d",
+             arch, width, n_params / 1e6, box, len(names), names, (split == "train").sum(), (split == "val").sum(),
+             (split == "test").sum())
+    sets = {s: VolumeDataset(df.loc[split == s, T.IMAGE], labels[split == s], box=box)
+            for s in ("train", "val", "test")}
+    t0 = time.perf_counter()
+    result = fit(net, sets["train"], sets["val"], cfg, device=dev, checkpoint_path=out / "checkpoint.pt",
+                 resume=resume, n_classes=len(names), extra_checkpoint={"architecture": arch, "class_names": names})
+    train_seconds = time.perf_counter() - t0
+
+    val_summary, val_logits, val_y = _evaluate(net, sets["val"], names, dev, cfg)
+    temperature = fit_temperature(val_logits, val_y) if len(val_y) else 1.0
+    if len(val_y):
+        val_summary["nll_calibrated"] = nll(val_logits, val_y, temperature)
+        val_summary["ece_calibrated"] = expected_calibration_error(
+            torch.softmax(val_logits.double() / temperature, 1), val_y)
+    t1 = time.perf_counter()
+    test_summary, _, test_y = _evaluate(net, sets["test"], names, dev, cfg, temperature)
+    test_seconds = time.perf_counter() - t1
+    n_train_seen = sum(len(sets["train"]) for _ in result.history)
+
+    training = {
+        "epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+        "monitor": result.monitor, "val_accuracy": val_summary["accuracy"] if len(val_y) else None,
+        "test_accuracy": test_summary["accuracy"] if len(test_y) else None, "config": cfg.as_dict(),
+        "width": width, "trained_on": datetime.datetime.now().isoformat(timespec="seconds"),
+        "cryomine_version": __version__, "table": str(Path(table).resolve()),
+    }
+    save_classifier(out / "model.pt", net, voxel_size=voxel, class_names=names, class_numbers=numbers,
+                    temperature=temperature, training=training)
+    metrics = {
+        "model": arch, "width": width, "n_parameters": n_params, "box": box, "voxel_size": voxel,
+        "class_names": names, "class_numbers": numbers, "n_per_class": counts,
+        "n_split": {s: int((split == s).sum()) for s in ("train", "val", "test")},
+        "n_per_class_split": {s: {n: int(((split == s) & (labels == i)).sum()) for i, n in enumerate(names)}
+                              for s in ("train", "val", "test")},
+        "history": result.history, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+        "epochs_run": result.epochs_run, "monitor": result.monitor, "resumed_from_epoch": result.resumed_from_epoch,
+        "temperature": temperature,
+        "val_accuracy": val_summary["accuracy"] if len(val_y) else None,
+        "test_accuracy": test_summary["accuracy"] if len(test_y) else None,
+        "confusion_val": val_summary, "confusion_test": test_summary,
+        "train_seconds": train_seconds,
+        "train_seconds_per_subtomogram_epoch": result.seconds / max(n_train_seen, 1),
+        "test_seconds_per_subtomogram": test_seconds / max(len(test_y), 1),
+        "device": str(dev), "threads": torch.get_num_threads(), "config": cfg.as_dict(),
+        "split_table": "split.star", "split_column": SPLIT,
+    }
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=float))
+    if plots:
+        plot_training_curves(result.history, out / "training_curves.png", title=f"{arch}: {len(names)} classes")
+        if len(val_y):
+            plot_confusion(val_summary["matrix"], names, out / "confusion.png",
+                           title=f"validation: accuracy {val_summary['accuracy']:.3f} (n={len(val_y)})")
+        if len(test_y):
+            plot_confusion(test_summary["matrix"], names, out / "confusion_test.png",
+                           title=f"test: accuracy {test_summary['accuracy']:.3f} (n={len(test_y)})")
+    log.info("classifier written to %s: val accuracy %s, test accuracy %s, temperature %.3f", out / "model.pt",
+             metrics["val_accuracy"], metrics["test_accuracy"], temperature)
+    return metrics
