@@ -89,12 +89,13 @@ def _row_pixel_sizes(path: Path, df: pd.DataFrame, optics: pd.DataFrame | None) 
 
 
 def read_relion_star(path: str | os.PathLike, *, voxel_size: float | None = None,
-                     require_images: bool = False) -> pd.DataFrame:
+                     default_voxel_size: float | None = None, require_images: bool = False) -> pd.DataFrame:
     """Read a RELION particle STAR file as a CryoMine particle table.
 
     Args:
         path: the STAR file.
         voxel_size: Å per voxel of the particles (overrides the file's pixel size).
+        default_voxel_size: used when neither ``voxel_size`` nor the file gives one.
         require_images: the caller needs ``rlnImageName`` (importing subtomograms).
 
     Returns:
@@ -121,6 +122,8 @@ def read_relion_star(path: str | os.PathLike, *, voxel_size: float | None = None
         sizes = np.full(len(df), float(voxel_size))
     else:
         sizes = _row_pixel_sizes(path, df, blocks.get(OPTICS_BLOCK))
+    if sizes is None and default_voxel_size is not None:
+        sizes = np.full(len(df), float(default_voxel_size))
     has_origin = any(c in df.columns for c in (*T.ORIGINS, *ORIGINS_PIXELS))
     if sizes is None:
         if has_origin:
