@@ -67,7 +67,7 @@ class TomogramIndex:
 # ----------------------------------------------------------------------------------------------
 def _iterWithClass(inputSet):
     """(item, class number or None) for a SetOfSubTomograms or a SetOfClassesSubTomograms."""
-    if hasattr(inputSet, "iterClassItems") or inputSet.getClassName().startswith("SetOfClasses"):
+    if inputSet.getClassName().startswith("SetOfClasses"):
         for cls in inputSet.iterItems(orderBy="id"):
             number = int(cls.getObjId())
             for item in cls.iterItems(orderBy="id"):
@@ -75,6 +75,21 @@ def _iterWithClass(inputSet):
     else:
         for item in inputSet.iterItems(orderBy="id"):
             yield item, (int(item.getClassId()) if item.getClassId() is not None else None)
+
+
+def _coordinatesById(inputSet):
+    """``{item id: (tsId, position BOTTOM_LEFT_CORNER)}`` of the subtomograms that have a coordinate.
+
+    Coordinates lose their tomogram when stored; ``iterSubtomos`` of the subtomogram set (the
+    images of a set of classes) links them again, which ``getPosition`` needs.
+    """
+    images = inputSet.getImages() if inputSet.getClassName().startswith("SetOfClasses") else inputSet
+    info = {}
+    for item in images.iterSubtomos():
+        coord = item.getCoordinate3D() if item.hasCoordinate3D() else None
+        if coord is not None and coord.getVolume() is not None:
+            info[item.getObjId()] = (coord.getTomoId(), coord.getPosition(BOTTOM_LEFT_CORNER))
+    return info
 
 
 def _imageFile(item):
@@ -92,17 +107,17 @@ def subtomogramsToExportTable(inputSet, coordSamplingRate=None):
     """
     rows, matrices = [], []
     setRate = inputSet.getSamplingRate()
+    coordInfo = _coordinatesById(inputSet)
     for item, classNumber in _iterWithClass(inputSet):
         rate = item.getSamplingRate() or setRate
         row = {T.IMAGE: _imageFile(item), T.VOXEL_SIZE: float(rate), T.ITEM_ID: int(item.getObjId())}
         if classNumber is not None:
             row[T.CLASS] = classNumber
         tomoName = None
-        if item.hasCoordinate3D():
-            coord = item.getCoordinate3D()
-            tomoName = coord.getTomoId()
+        if item.getObjId() in coordInfo:
+            tomoName, position = coordInfo[item.getObjId()]
             factor = (coordSamplingRate / rate) if coordSamplingRate else 1.0
-            for c, v in zip(T.COORDS, coord.getPosition(BOTTOM_LEFT_CORNER)):
+            for c, v in zip(T.COORDS, position):
                 row[c] = float(v) * factor
         if not tomoName and item.getVolName():
             tomoName = stem(item.getVolName())
