@@ -50,7 +50,10 @@ setup(
     install_requires=CORE_REQUIRES,
     extras_require={
         "scipion": SCIPION_REQUIRES,
-        "test": SCIPION_REQUIRES + ["pytest>=7", "ruff"],
+        # Peer plugins read CryoMine's RELION/Dynamo exports in the interoperability tests (pure Python,
+        # no RELION/Dynamo program needed); reliontomo's converters need scipion-app.
+        "test": SCIPION_REQUIRES + ["pytest>=7", "ruff", "scipion-em-reliontomo==4.0.5", "scipion-em-dynamo==3.5.3",
+                                    "scipion-app==3.8.3"],
     },
     entry_points={
         "console_scripts": ["cryomine = cryomine_core.cli:main"],
