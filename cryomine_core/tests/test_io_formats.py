@@ -146,3 +146,36 @@ def test_imod_origin_convention_is_pinned(tmp_path):
     assert np.allclose(written[["x", "y", "z"]].to_numpy(), [[10.5, 20.5, 7.0]])
     back = read_imod_coordinates(tmp_path / "w.mod")
     assert np.allclose(back[list(T.COORDS)].to_numpy(), [[10, 20, 7]])
+
+
+def _formats_cli(argv):
+    import argparse
+
+    from cryomine_core.cli import formats
+
+    parser = argparse.ArgumentParser()
+    formats.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["formats", "convert", *argv])
+    return args.func(args)
+
+
+def test_cli_convert_relion_to_dynamo_and_back(tmp_path, table):
+    df, rot, shift = table
+    write_relion_star(tmp_path / "in.star", df)
+    assert _formats_cli([str(tmp_path / "in.star"), "--from", "relion", "--to", "dynamo",
+                         "--out", str(tmp_path / "p.tbl")]) == 0
+    assert _formats_cli([str(tmp_path / "p.tbl"), "--from", "dynamo", "--to", "relion", "--voxel-size", str(VOXEL),
+                         "--out", str(tmp_path / "back.star")]) == 0
+    back = read_relion_star(tmp_path / "back.star")
+    _same_poses(back, rot, shift)
+    assert np.allclose(back[list(T.COORDS)].to_numpy(), df[list(T.COORDS)].to_numpy(), atol=1e-4)
+    with pytest.raises(TableError, match="--voxel-size is required"):
+        _formats_cli([str(tmp_path / "p.tbl"), "--from", "dynamo", "--to", "relion", "--out", str(tmp_path / "x")])
+
+
+def test_cli_convert_imod_to_cryomine(tmp_path):
+    write_imod_coordinates(tmp_path / "t.mod", [[3, 4, 5]])
+    _formats_cli([str(tmp_path / "t.mod"), "--from", "imod", "--to", "cryomine", "--voxel-size", "8",
+                  "--tomo-name", "t", "--out", str(tmp_path / "c.star")])
+    df = T.read_table(tmp_path / "c.star", require=())
+    assert np.allclose(df[list(T.COORDS)].to_numpy(), [[3, 4, 5]]) and df[T.TOMO].iloc[0] == "t"
