@@ -1,0 +1,295 @@
+"""File-level entry points behind ``cryomine align``: read a particle table, run, write the results.
+
+Every job reads the particle table (:mod:`cryomine_core.io.table`) and its MRC subtomograms,
+checks them (one cubic box and voxel size, finite values, a tilt range per item, a matching
+reference and mask), runs on the requested device and writes into ``out_dir`` atomically:
+``particles.star`` (poses in RELION angles/origins, ``cmScore``, ``cmAlignFailed``, half sets),
+MRC volumes, ``metrics.json`` and PNG figures. Failed alignments are flagged in the table
+(``cmAlignFailed = 1``), counted in the metrics and logged; they are left out of the averages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cryomine_core.align.average import average_particles
+from cryomine_core.align.refine import RefineResult, RefineSettings, half_map_fsc, refine
+from cryomine_core.align.report import plot_fsc, plot_gallery, plot_orientations, plot_slices
+from cryomine_core.align.scoring import soft_sphere_mask
+from cryomine_core.align.search import SearchSettings
+from cryomine_core.device import select_device
+from cryomine_core.errors import CryomineError, InputFileError, TableError
+from cryomine_core.io import table as T
+from cryomine_core.io.atomic import atomic_write_text
+from cryomine_core.io.mrc import read_mrc, write_mrc
+from cryomine_core.poses import table_poses, with_poses
+
+__all__ = ["ParticleSet", "load_particles", "load_volume", "run_refine", "run_average", "run_mra",
+           "FAILED", "RANDOM_SUBSET"]
+
+log = logging.getLogger("cryomine")
+
+FAILED = "cmAlignFailed"
+"""Table column: 1 where the alignment failed (pose not trusted, left out of averages), else 0."""
+RANDOM_SUBSET = "rlnRandomSubset"
+"""RELION's half-set column (1/2), written beside CryoMine's ``cmHalfSet``."""
+
+
+@dataclass
+class ParticleSet:
+    """Particles read from a table: ``volumes (B, N, N, N)`` normalised, ``tilt (B, 2)`` degrees."""
+
+    table: pd.DataFrame
+    volumes: torch.Tensor
+    tilt: torch.Tensor
+    voxel_size: float
+    source: str
+
+    @property
+    def box(self) -> int:
+        return int(self.volumes.shape[-1])
+
+
+def load_particles(table_path: str | Path, tilt_range: tuple[float, float] | None = None, device=None
+                   ) -> ParticleSet:
+    """Read and check a particle table and its subtomograms.
+
+    Args:
+        table_path: particle table (STAR).
+        tilt_range: ``(min, max)`` degrees applied to every particle; required when the table has
+            no ``cmTiltMin``/``cmTiltMax`` columns (CryoMine never guesses a missing wedge).
+        device: where the volumes go.
+
+    Raises:
+        CryomineError (TableError, InputFileError): empty table, missing tilt range, unreadable or
+        non-finite volume, mixed box or voxel sizes, constant volume. Messages name the item.
+    """
+    source = str(table_path)
+    df = T.read_table(table_path, require=(T.IMAGE,))
+    if tilt_range is not None:
+        lo, hi = float(tilt_range[0]), float(tilt_range[1])
+        if not -90 <= lo < hi <= 90:
+            raise CryomineError(f"--tilt-range {lo:g} {hi:g} is invalid: give -90 <= MIN < MAX <= 90 degrees.")
+        if T.TILT_MIN in df.columns:
+            log.warning("--tilt-range %g %g replaces the table's own tilt ranges for all %d particles", lo, hi,
+                        len(df))
+        df[T.TILT_MIN], df[T.TILT_MAX] = lo, hi
+    tilt = T.tilt_ranges(df, source=source)
+    vols, box, vs_header = [], None, None
+    for i, path in enumerate(df[T.IMAGE]):
+        data, vs = read_mrc(path)  # raises InputFileError naming the file for NaN/inf or a bad file
+        if data.ndim != 3 or len(set(data.shape)) != 1:
+            raise InputFileError(f"{path} (row {i + 1}): subtomograms must be cubic volumes, got shape {data.shape}.")
+        if box is None:
+            box, vs_header = data.shape[0], vs
+        elif data.shape[0] != box:
+            raise InputFileError(f"{path} (row {i + 1}): box {data.shape[0]}^3 differs from the first particle's "
+                                 f"{box}^3; re-extract all particles with one box size.")
+        std = float(data.std())
+        if not std > 0:
+            raise InputFileError(f"{path} (row {i + 1}): the volume is constant (no signal); remove it from the set.")
+        vols.append((data - data.mean()) / std)
+    if T.VOXEL_SIZE in df.columns:
+        sizes = df[T.VOXEL_SIZE].to_numpy(float)
+        if np.ptp(sizes) > 1e-3 * sizes.max():
+            bad = int(np.argmax(np.abs(sizes - sizes[0]) > 1e-3 * sizes.max()))
+            raise TableError(f"{source}: row {bad + 1} has voxel size {sizes[bad]:g} Å but row 1 has {sizes[0]:g} Å; "
+                             "align particles of one voxel size (rescale them first).")
+        voxel_size = float(sizes[0])
+    else:
+        voxel_size = float(vs_header)
+        df[T.VOXEL_SIZE] = voxel_size
+        log.info("%s: no cmVoxelSize column; using the MRC header's %.4g Å", source, voxel_size)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    volumes = torch.as_tensor(np.stack(vols), dtype=torch.float32, device=dev)
+    log.info("read %d particles of %d^3 voxels at %.4g Å from %s", len(df), box, voxel_size, source)
+    return ParticleSet(df, volumes, torch.as_tensor(tilt, dtype=torch.float32, device=dev), voxel_size, source)
+
+
+def load_volume(path: str | Path, box: int, voxel_size: float, what: str, device=None) -> torch.Tensor:
+    """Read a reference or mask and check it matches the particles' box and voxel size."""
+    data, vs = read_mrc(path)
+    if data.ndim != 3 or data.shape != (box, box, box):
+        raise InputFileError(f"{path}: the {what} has shape {data.shape} but the particles are {box}^3; give a "
+                             f"{what} in the particle box (resample or pad/crop it to {box}^3).")
+    if abs(vs - voxel_size) > 1e-3 * voxel_size:
+        raise InputFileError(f"{path}: the {what} has voxel size {vs:g} Å but the particles have {voxel_size:g} Å; "
+                             f"resample the {what} to {voxel_size:g} Å/voxel.")
+    return torch.as_tensor(data, dtype=torch.float32, device=device)
+
+
+def _check_mask(mask: torch.Tensor, path) -> torch.Tensor:
+    if float(mask.min()) < -1e-6 or float(mask.max()) > 1 + 1e-6 or float(mask.max()) <= 0:
+        raise InputFileError(f"{path}: a mask must hold values in [0, 1] with some voxels > 0 (got range "
+                             f"{float(mask.min()):g}..{float(mask.max()):g}).")
+    return mask.clamp(0.0, 1.0)
+
+
+def _search_settings(angular_step, max_shift, symmetry, box) -> SearchSettings:
+    s = SearchSettings(angular_step_deg=float(angular_step), max_shift_voxels=float(max_shift), symmetry=symmetry)
+    try:
+        s.validate(box)
+    except ValueError as exc:  # bad symmetry symbol
+        raise CryomineError(f"--symmetry {symmetry!r}: {exc}") from exc
+    return s
+
+
+def _write_table(out: Path, df: pd.DataFrame, rot, shifts, voxel_size, scores, failed, halves=None, classes=None):
+    table = with_poses(df, rot.double().cpu(), shifts.double().cpu(), voxel_size)
+    table[T.SCORE] = scores.cpu().numpy().astype(float)
+    table[FAILED] = failed.cpu().numpy().astype(int)
+    if halves is not None:
+        table[T.HALF_SET] = halves.cpu().numpy().astype(int)
+        table[RANDOM_SUBSET] = halves.cpu().numpy().astype(int)
+    if classes is not None:
+        table[T.CLASS] = classes.cpu().numpy().astype(int)
+    T.write_table(out / "particles.star", table)
+
+
+def _fsc_lists(curve, freqs) -> dict:
+    return {"frequency_per_angstrom": [round(float(f), 6) for f in freqs.cpu()],
+            "fsc": [round(float(c), 5) for c in curve.cpu()]}
+
+
+def _write_metrics(out: Path, metrics: dict) -> None:
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+
+
+def run_refine(table: str | Path, out_dir: str | Path, *, reference: str | Path | None = None,
+               mask: str | Path | None = None, symmetry: str = "C1", iterations: int = 4,
+               angular_step: float = 12.0, max_shift: float = 4.0, lowpass_angstrom: float | None = None,
+               tilt_range: tuple[float, float] | None = None, device: str = "auto", seed: int = 0) -> dict:
+    """``cryomine align refine``: gold-standard refinement (reference-free unless ``reference``).
+
+    Writes ``particles.star``, ``average.mrc``, ``half1.mrc``, ``half2.mrc``, ``metrics.json``,
+    ``fsc.png``, ``slices.png``, ``orientations.png`` into ``out_dir``; returns the metrics.
+    """
+    t0 = time.perf_counter()
+    dev = select_device(device)
+    ps = load_particles(table, tilt_range, dev)
+    if len(ps.table) < 2:
+        raise CryomineError(f"{ps.source}: refinement needs at least 2 particles (one per half set), got "
+                            f"{len(ps.table)}.")
+    search = _search_settings(angular_step, max_shift, symmetry, ps.box)
+    ref = load_volume(reference, ps.box, ps.voxel_size, "reference", dev) if reference else None
+    msk = _check_mask(load_volume(mask, ps.box, ps.voxel_size, "mask", dev), mask) if mask else None
+    if lowpass_angstrom is not None and not lowpass_angstrom >= 2 * ps.voxel_size:
+        raise CryomineError(f"--lowpass-angstrom {lowpass_angstrom} is finer than Nyquist ({2 * ps.voxel_size:g} Å); "
+                            "give a larger value.")
+    halves = None
+    if T.HALF_SET in ps.table.columns:
+        halves = torch.as_tensor(ps.table[T.HALF_SET].to_numpy(int), device=dev)
+        log.info("keeping the table's half sets (%s)", T.HALF_SET)
+    settings = RefineSettings(iterations=int(iterations), search=search, lowpass_angstrom=lowpass_angstrom, mask=msk,
+                              seed=int(seed))
+    res: RefineResult = refine(ps.volumes, ps.tilt, ps.voxel_size, ref, settings, half_sets=halves)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_table(out, ps.table, res.rotations, res.shifts, ps.voxel_size, res.scores, res.failed, res.half_sets)
+    write_mrc(out / "average.mrc", res.average.cpu().numpy(), ps.voxel_size)
+    write_mrc(out / "half1.mrc", res.half_maps[0].cpu().numpy(), ps.voxel_size)
+    write_mrc(out / "half2.mrc", res.half_maps[1].cpu().numpy(), ps.voxel_size)
+    metrics = {
+        "command": "align refine", "n_particles": len(ps.table), "n_failed": int(res.failed.sum()),
+        "failed_rows": (res.failed.nonzero().flatten() + 1).tolist(),
+        "resolution_0143_A": res.resolution_0143, "resolution_05_A": res.resolution_05,
+        **_fsc_lists(res.fsc, res.frequencies),
+        "history": res.history, "mean_score": float(res.scores[~res.failed].mean()) if (~res.failed).any() else None,
+        "box": ps.box, "voxel_size_A": ps.voxel_size, "symmetry": symmetry, "iterations": int(iterations),
+        "angular_step_deg": float(angular_step), "max_shift_voxels": float(max_shift),
+        "lowpass_angstrom": lowpass_angstrom, "reference": str(reference) if reference else None,
+        "reference_free": reference is None, "mask": str(mask) if mask else "soft sphere", "seed": int(seed),
+        "device": str(dev), "seconds": time.perf_counter() - t0,
+    }
+    metrics["seconds_per_particle_iteration"] = metrics["seconds"] / max(1, len(ps.table) * int(iterations))
+    _write_metrics(out, metrics)
+    plot_fsc(out / "fsc.png", res.frequencies.cpu().numpy(), {"half maps": res.fsc.cpu().numpy()},
+             {"FSC 0.143": res.resolution_0143, "FSC 0.5": res.resolution_05})
+    plot_slices(out / "slices.png", res.average.cpu().numpy(),
+                f"average of {len(ps.table) - int(res.failed.sum())} particles ({res.resolution_0143:.1f} Å)")
+    plot_orientations(out / "orientations.png", res.rotations[~res.failed].cpu().numpy())
+    log.info("wrote %s: resolution %.1f Å (FSC 0.143), %.1f Å (0.5); %d failed", out, res.resolution_0143,
+             res.resolution_05, metrics["n_failed"])
+    return metrics
+
+
+def run_average(table: str | Path, out_dir: str | Path, *, mask: str | Path | None = None, symmetry: str = "C1",
+                tilt_range: tuple[float, float] | None = None, device: str = "auto", seed: int = 0,
+                by_class: bool = False) -> dict:
+    """``cryomine align average``: wedge-compensated average with the table's poses (no search).
+
+    Half sets come from ``cmHalfSet`` when present, else a random balanced split (``seed``).
+    Rows flagged ``cmAlignFailed = 1`` are left out. With ``by_class``, one average per
+    ``rlnClassNumber`` (``class_NNN.mrc``). Writes ``average.mrc``, ``half1.mrc``, ``half2.mrc``,
+    ``metrics.json``, ``fsc.png``, ``slices.png``.
+    """
+    t0 = time.perf_counter()
+    dev = select_device(device)
+    ps = load_particles(table, tilt_range, dev)
+    try:
+        from cryomine_core.geometry import symmetry_rotations
+
+        symmetry_rotations(symmetry)
+    except ValueError as exc:
+        raise CryomineError(f"--symmetry {symmetry!r}: {exc}") from exc
+    msk = _check_mask(load_volume(mask, ps.box, ps.voxel_size, "mask", dev), mask) if mask else None
+    fsc_mask = msk if msk is not None else soft_sphere_mask(ps.box, device=dev)
+    rot, shifts = table_poses(ps.table)
+    rot, shifts = rot.float().to(dev), shifts.float().to(dev)
+    include = torch.ones(len(ps.table), dtype=torch.bool, device=dev)
+    if FAILED in ps.table.columns:
+        include = torch.as_tensor(ps.table[FAILED].to_numpy(int) == 0, device=dev)
+    b = len(ps.table)
+    if T.HALF_SET in ps.table.columns:
+        halves = torch.as_tensor(ps.table[T.HALF_SET].to_numpy(int), device=dev)
+    else:
+        halves = torch.as_tensor(np.random.default_rng(seed).permutation(np.arange(b) % 2) + 1, device=dev)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics: dict = {"command": "align average", "n_particles": b, "n_excluded": int((~include).sum()),
+                     "box": ps.box, "voxel_size_A": ps.voxel_size, "symmetry": symmetry, "device": str(dev)}
+    halves_maps, avg = average_particles(ps.volumes, rot, shifts, ps.tilt, classes=halves - 1, n_classes=2,
+                                         symmetry=symmetry, include=include)
+    merged = avg.merged((0, 1))
+    write_mrc(out / "average.mrc", merged.cpu().numpy(), ps.voxel_size)
+    write_mrc(out / "half1.mrc", halves_maps[0].cpu().numpy(), ps.voxel_size)
+    write_mrc(out / "half2.mrc", halves_maps[1].cpu().numpy(), ps.voxel_size)
+    if int(avg.count[0]) and int(avg.count[1]):
+        curve, freqs, r143, r05 = half_map_fsc(halves_maps, ps.voxel_size, fsc_mask)
+        metrics.update(resolution_0143_A=r143, resolution_05_A=r05, **_fsc_lists(curve, freqs))
+        plot_fsc(out / "fsc.png", freqs.cpu().numpy(), {"half maps": curve.cpu().numpy()},
+                 {"FSC 0.143": r143, "FSC 0.5": r05})
+    else:
+        log.warning("one half set is empty: no FSC")
+    plot_slices(out / "slices.png", merged.cpu().numpy(), f"average of {int(include.sum())} particles")
+    if by_class:
+        if T.CLASS not in ps.table.columns:
+            raise TableError(f"{ps.source}: averaging by class needs the {T.CLASS} column.")
+        labels = ps.table[T.CLASS].to_numpy(int)
+        ids = sorted(set(labels.tolist()))
+        cls = torch.as_tensor(np.searchsorted(ids, labels), device=dev)
+        vols, cavg = average_particles(ps.volumes, rot, shifts, ps.tilt, classes=cls, n_classes=len(ids),
+                                       symmetry=symmetry, include=include)
+        for j, c in enumerate(ids):
+            write_mrc(out / f"class_{c:03d}.mrc", vols[j].cpu().numpy(), ps.voxel_size)
+        metrics["class_sizes"] = {str(c): int(cavg.count[j]) for j, c in enumerate(ids)}
+        plot_gallery(out / "gallery.png", [v.cpu().numpy() for v in vols], [f"class {c}" for c in ids])
+    metrics["seconds"] = time.perf_counter() - t0
+    _write_metrics(out, metrics)
+    log.info("wrote %s (%d particles averaged)", out, int(include.sum()))
+    return metrics
+
+
+def run_mra(table: str | Path, out_dir: str | Path, *, classes: int, **kwargs) -> dict:
+    """``cryomine align mra``: multi-reference alignment (see :mod:`cryomine_core.align.mra`)."""
+    from cryomine_core.align.mra import run_mra_job
+
+    return run_mra_job(table, out_dir, classes=classes, **kwargs)

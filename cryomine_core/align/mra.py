@@ -1,0 +1,288 @@
+"""Multi-reference alignment: classification by alignment against K references.
+
+1. **Common frame**: without given references, a reference-free start (:mod:`.refine`) is built
+   from all particles and every particle is aligned to it.
+2. **Seeding**: particles are brought into that frame (their transforms, with their wedges,
+   interpolated at ``R u``, low band) and seeded into K groups by k-means++ on the constrained
+   correlation (1 - CC as the distance), followed by a few k-means rounds with wedge-compensated
+   centres. This separates structures before any re-alignment.
+3. **Iterations**: every particle is aligned to all K references at once (the search scores all
+   references in the same matrix products, :mod:`.search`), assigned to the best one, and each
+   class is re-averaged with wedge compensation. A class left with fewer than 2 particles is
+   re-seeded with the worst-fitting particles of the largest class (logged).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cryomine_core.align.average import FourierAverager
+from cryomine_core.align.reference import SearchReference
+from cryomine_core.align.refine import (
+    RefineSettings,
+    _band_limit,
+    _band_search,
+    half_map_fsc,
+    reference_free_start,
+)
+from cryomine_core.align.scoring import soft_sphere_mask
+from cryomine_core.align.search import AlignmentResult, align_particles
+from cryomine_core.align.spectra import PaddedSpectrum, half_sphere_points, wedge_at
+from cryomine_core.errors import CryomineError
+
+__all__ = ["MRAResult", "multi_reference_alignment", "run_mra_job"]
+
+log = logging.getLogger("cryomine")
+
+
+@dataclass
+class MRAResult:
+    """Output of :func:`multi_reference_alignment` (``B`` particles, ``K`` classes, box ``N``).
+
+    Attributes:
+        classes: ``(B,)`` 0-based class of each particle.
+        rotations, shifts, scores, failed: final poses and scores against the assigned class.
+        averages: ``(K, N, N, N)`` class averages.
+        sizes: ``(K,)`` particles per class (failed ones excluded).
+        resolutions: per class ``(res_0143, res_05)`` in Å from the FSC of the class's two half
+            sets (not gold-standard: the halves share the references), NaN for tiny classes.
+        history: one dict per iteration.
+    """
+
+    classes: torch.Tensor
+    rotations: torch.Tensor
+    shifts: torch.Tensor
+    scores: torch.Tensor
+    failed: torch.Tensor
+    averages: torch.Tensor
+    sizes: list
+    resolutions: list
+    history: list = field(default_factory=list)
+
+
+def _aligned_features(particles, tilt, rot, shifts, k, pad, batch):
+    """Particle transforms in the common frame at points ``k (K, 3)``: ``(values (B, K), observed (B, K))``."""
+    vals, obs = [], []
+    for i in range(0, particles.shape[0], batch):
+        sl = slice(i, i + batch)
+        spec = PaddedSpectrum(particles[sl], pad=pad)
+        kk = k[None] @ rot[sl].transpose(-1, -2)  # rows of R u
+        v = spec.sample(kk)
+        ph = torch.polar(torch.ones(1, device=v.device), 2.0 * math.pi * (kk @ shifts[sl][:, :, None])[..., 0])
+        vals.append(v * ph)
+        obs.append(wedge_at(kk, tilt[sl, 0], tilt[sl, 1]))
+    return torch.cat(vals), torch.cat(obs)
+
+
+def _cc_to_centres(x, wx, c, wc, w):
+    """Constrained correlation ``(B, K)`` of features ``x (B, Q)`` (observed ``wx``) with centres ``c (K, Q)``."""
+    a = torch.cat([(w * wx * x).real, (w * wx * x).imag], -1)
+    bmat = torch.cat([(wc * c).real, (wc * c).imag], -1)
+    num = a @ bmat.T
+    den_x = (w * wx * x.abs().square()) @ wc.T
+    den_c = (w * wx) @ (wc * c.abs().square()).T
+    return num / torch.sqrt((den_x * den_c).clamp_min(1e-30))
+
+
+def _kmeans_seed(x, wx, w, n_classes, rng, rounds=5):
+    """k-means++ seeding and a few k-means rounds on constrained correlation; returns labels ``(B,)``."""
+    b = x.shape[0]
+    first = int(rng.integers(b))
+    centres, cov = x[first:first + 1].clone(), wx[first:first + 1].clone()
+    for _ in range(1, n_classes):
+        d = (1.0 - _cc_to_centres(x, wx, centres, cov, w).amax(1)).clamp_min(0).cpu().double().numpy()
+        p = d / d.sum() if d.sum() > 0 else np.full(b, 1.0 / b)
+        j = int(rng.choice(b, p=p))
+        centres = torch.cat([centres, x[j:j + 1]])
+        cov = torch.cat([cov, wx[j:j + 1]])
+    labels = _cc_to_centres(x, wx, centres, cov, w).argmax(1)
+    for _ in range(rounds):
+        new_c, new_w = [], []
+        for k in range(n_classes):
+            sel = labels == k
+            if int(sel.sum()) == 0:
+                new_c.append(centres[k])
+                new_w.append(cov[k])
+                continue
+            num = (wx[sel] * x[sel]).sum(0)
+            den = wx[sel].sum(0)
+            new_c.append(num / den.clamp_min(1.0))
+            new_w.append((den / max(1.0, 0.1 * float(sel.sum()))).clamp(0, 1))
+        centres, cov = torch.stack(new_c), torch.stack(new_w)
+        new_labels = _cc_to_centres(x, wx, centres, cov, w).argmax(1)
+        if bool((new_labels == labels).all()):
+            break
+        labels = new_labels
+    return labels
+
+
+def _fix_small_classes(classes, scores, n_classes):
+    """Re-seed classes with < 2 members from the worst-scoring members of the largest class."""
+    for k in range(n_classes):
+        if int((classes == k).sum()) >= 2:
+            continue
+        sizes = torch.bincount(classes, minlength=n_classes)
+        big = int(sizes.argmax())
+        members = (classes == big).nonzero().flatten()
+        if members.numel() < 4:
+            continue
+        worst = members[scores[members].argsort()[: max(2, members.numel() // 4)]]
+        classes[worst] = k
+        log.warning("class %d had fewer than 2 particles; re-seeded with %d poorly fitting particles of class %d",
+                    k + 1, worst.numel(), big + 1)
+    return classes
+
+
+def multi_reference_alignment(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float,
+                              n_classes: int, settings: RefineSettings | None = None,
+                              references: torch.Tensor | None = None, half_sets: torch.Tensor | None = None
+                              ) -> MRAResult:
+    """Classify and align particles ``(B, N, N, N)`` against ``n_classes`` references.
+
+    Args:
+        particles, tilt_ranges, voxel_size: as for :func:`~cryomine_core.align.refine.refine`.
+        n_classes: K >= 1.
+        settings: iterations, search, band, mask, seed (:class:`~cryomine_core.align.refine.RefineSettings`).
+        references: optional ``(K, N, N, N)`` starting references (low-passed to ``initial_f``).
+        half_sets: optional ``(B,)`` 1/2 split for the per-class FSC (default random).
+    """
+    settings = settings or RefineSettings()
+    b, n_box = particles.shape[0], particles.shape[-1]
+    dev = particles.device
+    if n_classes < 1:
+        raise CryomineError(f"--classes {n_classes} is invalid: give at least 1.")
+    if b < 2 * n_classes:
+        raise CryomineError(f"{b} particles are too few for {n_classes} classes; give at least 2 per class.")
+    settings.search.validate(n_box)
+    rng = np.random.default_rng(settings.seed)
+    tilt = tilt_ranges.to(dev, torch.float32)
+    mask = settings.mask if settings.mask is not None else soft_sphere_mask(n_box, device=dev)
+    halves = half_sets.to(dev).long() if half_sets is not None else \
+        torch.as_tensor(rng.permutation(np.arange(b) % 2) + 1, device=dev)
+    f_cap = 0.45 if settings.lowpass_angstrom is None else min(0.45, voxel_size / settings.lowpass_angstrom)
+    f0 = min(settings.initial_f, f_cap)
+    f_align = min(max(f0 * 1.5, 0.15), f_cap)
+    history = []
+    if references is None:
+        start, cov = reference_free_start(particles, tilt, settings, rng)
+        search = _band_search(settings.search, f_align)
+        res = align_particles(particles, tilt, SearchReference(start, coverage=cov, mask=mask), search,
+                              batch_size=settings.batch_size)
+        k_pts, w = half_sphere_points(n_box, f_align, 0.0, device=dev)
+        x, wx = _aligned_features(particles, tilt, res.rotations, res.shifts, k_pts, search.pad, settings.batch_size)
+        classes = _kmeans_seed(x, wx, w, n_classes, rng)
+        avg = FourierAverager(n_box, n_classes, settings.search.symmetry, dev)
+        for i in range(0, b, settings.batch_size):
+            sl = slice(i, i + settings.batch_size)
+            avg.add(PaddedSpectrum(particles[sl], pad=search.pad), res.rotations[sl], res.shifts[sl], tilt[sl],
+                    classes[sl], ~res.failed[sl])
+        refs = torch.stack([_band_limit(v, f_align) for v in avg.volumes(settings.guard_fraction)])
+        log.info("MRA seeding: class sizes %s", torch.bincount(classes, minlength=n_classes).tolist())
+    else:
+        if references.shape[0] != n_classes:
+            raise CryomineError(f"{references.shape[0]} references given for {n_classes} classes.")
+        refs = torch.stack([_band_limit(r.to(dev).float(), f0) for r in references])
+    result: AlignmentResult | None = None
+    for it in range(1, settings.iterations + 1):
+        ti = time.perf_counter()
+        search = _band_search(settings.search, f_align)
+        sref = SearchReference(refs, mask=mask, pad=search.pad)
+        result = align_particles(particles, tilt, sref, search, batch_size=settings.batch_size)
+        classes = _fix_small_classes(result.reference_index.clone(), result.scores, n_classes)
+        avg = FourierAverager(n_box, n_classes, settings.search.symmetry, dev)
+        for i in range(0, b, settings.batch_size):
+            sl = slice(i, i + settings.batch_size)
+            avg.add(PaddedSpectrum(particles[sl], pad=search.pad), result.rotations[sl], result.shifts[sl], tilt[sl],
+                    classes[sl], ~result.failed[sl])
+        vols = avg.volumes(settings.guard_fraction)
+        refs = torch.stack([_band_limit(v, f_align) for v in vols])
+        sizes = torch.bincount(classes[~result.failed], minlength=n_classes).tolist()
+        entry = {"iteration": it, "class_sizes": sizes, "mean_score": float(result.scores[~result.failed].mean()),
+                 "n_failed": int(result.failed.sum()), "band_angstrom": voxel_size / f_align,
+                 "seconds": time.perf_counter() - ti}
+        history.append(entry)
+        log.info("MRA iteration %d/%d: class sizes %s, mean score %.4f, failed %d, %.1f s", it, settings.iterations,
+                 sizes, entry["mean_score"], entry["n_failed"], entry["seconds"])
+        f_align = min(f_align + 1.0 / n_box, f_cap)
+    resolutions = []
+    for k in range(n_classes):
+        sel = (classes == k) & ~result.failed
+        if int((sel & (halves == 1)).sum()) < 1 or int((sel & (halves == 2)).sum()) < 1:
+            resolutions.append((float("nan"), float("nan")))
+            continue
+        hav = FourierAverager(n_box, 2, settings.search.symmetry, dev)
+        idx = sel.nonzero().flatten()
+        for i in range(0, idx.numel(), settings.batch_size):
+            j = idx[i:i + settings.batch_size]
+            hav.add(PaddedSpectrum(particles[j], pad=settings.search.pad), result.rotations[j], result.shifts[j],
+                    tilt[j], halves[j] - 1)
+        _, _, r143, r05 = half_map_fsc(hav.volumes(settings.guard_fraction), voxel_size, mask)
+        resolutions.append((r143, r05))
+    sizes = torch.bincount(classes[~result.failed], minlength=n_classes).tolist()
+    return MRAResult(classes, result.rotations, result.shifts, result.scores, result.failed, vols, sizes,
+                     resolutions, history)
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def run_mra_job(table, out_dir, *, classes: int, reference=None, mask=None, symmetry="C1", iterations=4,
+                angular_step=12.0, max_shift=4.0, lowpass_angstrom=None, tilt_range=None, device="auto",
+                seed=0) -> dict:
+    """File-level MRA: writes ``particles.star`` (``rlnClassNumber`` 1..K, poses, ``cmScore``,
+    ``cmAlignFailed``), ``class_001.mrc`` ..., ``metrics.json`` and ``gallery.png``.
+
+    ``reference``: optional MRC used as the common start (low-passed); the K classes are seeded
+    from the data.
+    """
+    from cryomine_core.align import jobs
+    from cryomine_core.align.report import plot_gallery
+    from cryomine_core.device import select_device
+    from cryomine_core.io.atomic import atomic_write_text
+    from cryomine_core.io.mrc import write_mrc
+
+    t0 = time.perf_counter()
+    dev = select_device(device)
+    ps = jobs.load_particles(table, tilt_range, dev)
+    search = jobs._search_settings(angular_step, max_shift, symmetry, ps.box)
+    msk = jobs._check_mask(jobs.load_volume(mask, ps.box, ps.voxel_size, "mask", dev), mask) if mask else None
+    settings = RefineSettings(iterations=int(iterations), search=search, lowpass_angstrom=lowpass_angstrom, mask=msk,
+                              seed=int(seed))
+    refs = None
+    if reference:
+        ref = jobs.load_volume(reference, ps.box, ps.voxel_size, "reference", dev)
+        refs = ref.expand(int(classes), *ref.shape).clone()
+        refs = refs + 0.05 * ref.std() * torch.randn(refs.shape, generator=torch.Generator().manual_seed(seed)).to(dev)
+    res = multi_reference_alignment(ps.volumes, ps.tilt, ps.voxel_size, int(classes), settings, refs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs._write_table(out, ps.table, res.rotations, res.shifts, ps.voxel_size, res.scores, res.failed,
+                      classes=res.classes + 1)
+    for k in range(int(classes)):
+        write_mrc(out / f"class_{k + 1:03d}.mrc", res.averages[k].cpu().numpy(), ps.voxel_size)
+    metrics = {
+        "command": "align mra", "n_particles": len(ps.table), "n_classes": int(classes),
+        "n_failed": int(res.failed.sum()), "failed_rows": (res.failed.nonzero().flatten() + 1).tolist(),
+        "class_sizes": {str(k + 1): int(s) for k, s in enumerate(res.sizes)},
+        "class_resolution_0143_A": {str(k + 1): _finite(r[0]) for k, r in enumerate(res.resolutions)},
+        "class_resolution_05_A": {str(k + 1): _finite(r[1]) for k, r in enumerate(res.resolutions)},
+        "class_files": [f"class_{k + 1:03d}.mrc" for k in range(int(classes))],
+        "history": res.history, "box": ps.box, "voxel_size_A": ps.voxel_size, "symmetry": symmetry,
+        "iterations": int(iterations), "angular_step_deg": float(angular_step), "max_shift_voxels": float(max_shift),
+        "seed": int(seed), "device": str(dev), "seconds": time.perf_counter() - t0,
+        "resolution_note": "per-class FSC between the class's two half sets; not gold-standard (shared references)",
+    }
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    plot_gallery(out / "gallery.png", [v.cpu().numpy() for v in res.averages],
+                 [f"class {k + 1} ({s})" for k, s in enumerate(res.sizes)])
+    log.info("wrote %s: class sizes %s", out, res.sizes)
+    return metrics

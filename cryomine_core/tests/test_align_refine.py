@@ -1,0 +1,158 @@
+"""Gold-standard refinement on a tiny simulated set, bad input, and the ``cryomine align`` CLI round trip."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+import torch
+
+from cryomine_core.align.evaluate import pose_errors
+from cryomine_core.align.jobs import FAILED, RANDOM_SUBSET, load_particles, run_average, run_refine
+from cryomine_core.cli import main
+from cryomine_core.errors import CryomineError, InputFileError, TableError
+from cryomine_core.io import table as T
+from cryomine_core.io.mrc import read_mrc, write_mrc
+from cryomine_core.poses import table_poses
+from cryomine_core.simulate import AcquisitionParams, simulate_subtomogram_dataset
+
+BOX, VOXEL = 24, 11.0
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("align_sim")
+    # no CTF: at this box the first CTF zero (~31 Å) would sit near Nyquist and leave too little detail
+    simulate_subtomogram_dataset(out, ["phantom:0"], n_per_class=16, snr=1.0, box=BOX, voxel_size=VOXEL,
+                                 max_shift=1.0, seed=3, n_snr_check=2, params=AcquisitionParams(apply_ctf=False))
+    return out
+
+
+@pytest.fixture(scope="module")
+def refined(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("align_refine")
+    code = main(["align", "refine", "--in", str(dataset / "particles.star"), "--out", str(out), "--iterations", "2",
+                 "--angular-step", "25", "--max-shift", "3", "--device", "cpu", "--seed", "1"])
+    assert code == 0
+    return out
+
+
+def test_refine_writes_every_output(refined):
+    for name in ("particles.star", "average.mrc", "half1.mrc", "half2.mrc", "metrics.json", "fsc.png", "slices.png",
+                 "orientations.png"):
+        assert (refined / name).stat().st_size > 0, name
+    m = json.loads((refined / "metrics.json").read_text())
+    for key in ("resolution_0143_A", "resolution_05_A", "frequency_per_angstrom", "fsc", "history", "n_particles",
+                "n_failed"):
+        assert key in m, key
+    assert m["n_particles"] == 16 and m["n_failed"] == 0
+    assert len(m["fsc"]) == len(m["frequency_per_angstrom"]) == BOX // 2 + 1
+    assert len(m["history"]) == 2
+    assert 2 * VOXEL <= m["resolution_0143_A"] < 80.0
+    df = starfile.read(refined / "particles.star")
+    assert set(df[RANDOM_SUBSET]) == {1, 2} and (df[T.HALF_SET] == df[RANDOM_SUBSET]).all()
+    assert (df[FAILED] == 0).all() and (df[T.SCORE] > 0).all()
+    vol, vs = read_mrc(refined / "average.mrc")
+    assert vol.shape == (BOX,) * 3 and vs == pytest.approx(VOXEL, rel=1e-4)
+
+
+def test_refine_recovers_poses_up_to_a_global_pose(dataset, refined):
+    truth = T.read_table(dataset / "particles.star")
+    found = T.read_table(refined / "particles.star")
+    r_true, t_true = table_poses(truth)
+    r_est, t_est = table_poses(found)
+    rot_err, shift_err = pose_errors(r_est, t_est, r_true, t_true)
+    assert float(rot_err.median()) < 8.0, rot_err
+    assert float(shift_err.median()) < 1.0, shift_err
+    # the refinement improved over its start: the last iteration scores better than the first
+    m = json.loads((refined / "metrics.json").read_text())
+    assert m["history"][-1]["mean_score"] > m["history"][0]["mean_score"]
+
+
+def test_average_with_table_poses_and_oracle(dataset, refined, tmp_path):
+    m_oracle = run_average(dataset / "particles.star", tmp_path / "oracle", device="cpu")
+    m_found = run_average(refined / "particles.star", tmp_path / "found", device="cpu")
+    assert (tmp_path / "oracle" / "average.mrc").exists() and (tmp_path / "oracle" / "fsc.png").exists()
+    # averages from refined poses are about as good as those from the true poses
+    assert m_found["resolution_0143_A"] < 1.3 * m_oracle["resolution_0143_A"]
+    # random poses give a much worse average
+    df = T.read_table(dataset / "particles.star")
+    rng = np.random.default_rng(0)
+    for c in T.ANGLES:
+        df[c] = rng.uniform(-180, 180, len(df)) if c != "rlnAngleTilt" else rng.uniform(0, 180, len(df))
+    T.write_table(tmp_path / "random.star", df)
+    m_random = run_average(tmp_path / "random.star", tmp_path / "random", device="cpu")
+    assert m_random["resolution_0143_A"] > 1.3 * m_oracle["resolution_0143_A"]
+
+
+def test_mra_cli_writes_classes(dataset, tmp_path):
+    code = main(["align", "mra", "--in", str(dataset / "particles.star"), "--out", str(tmp_path), "--classes", "2",
+                 "--iterations", "1", "--angular-step", "30", "--device", "cpu"])
+    assert code == 0
+    df = starfile.read(tmp_path / "particles.star")
+    assert set(df[T.CLASS]) <= {1, 2}
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert sum(m["class_sizes"].values()) == 16
+    assert (tmp_path / "class_001.mrc").exists() and (tmp_path / "class_002.mrc").exists()
+    assert (tmp_path / "gallery.png").exists()
+
+
+def _table_copy(dataset, tmp_path, edit):
+    df = T.read_table(dataset / "particles.star")
+    df = edit(df)
+    path = tmp_path / "t.star"
+    T.write_table(path, df)
+    return path
+
+
+def test_missing_tilt_range_is_refused_unless_given(dataset, tmp_path, capsys):
+    path = _table_copy(dataset, tmp_path, lambda d: d.drop(columns=[T.TILT_MIN, T.TILT_MAX]))
+    with pytest.raises(TableError, match="--tilt-range"):
+        load_particles(path)
+    assert main(["align", "refine", "--in", str(path), "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
+    assert "tilt range" in capsys.readouterr().err
+    ps = load_particles(path, tilt_range=(-45, 50))
+    assert torch.equal(ps.tilt[0], torch.tensor([-45.0, 50.0]))
+
+
+def test_bad_reference_mask_and_volumes(dataset, tmp_path):
+    star = dataset / "particles.star"
+    write_mrc(tmp_path / "small.mrc", np.zeros((16, 16, 16), np.float32), VOXEL)
+    with pytest.raises(InputFileError, match="16, 16, 16"):
+        run_refine(star, tmp_path / "o", reference=tmp_path / "small.mrc", device="cpu")
+    write_mrc(tmp_path / "vs.mrc", np.zeros((BOX,) * 3, np.float32), 2 * VOXEL)
+    with pytest.raises(InputFileError, match="voxel size"):
+        run_refine(star, tmp_path / "o", reference=tmp_path / "vs.mrc", device="cpu")
+    write_mrc(tmp_path / "mask.mrc", np.full((BOX,) * 3, 3.0, np.float32), VOXEL)
+    with pytest.raises(InputFileError, match="mask"):
+        run_refine(star, tmp_path / "o", mask=tmp_path / "mask.mrc", device="cpu")
+    # a NaN volume is named
+    data, _ = read_mrc(dataset / "subtomograms" / "sub_000001.mrc")
+    data[0, 0, 0] = np.nan
+    import mrcfile
+
+    with mrcfile.new(tmp_path / "nan.mrc", overwrite=True) as m:
+        m.set_data(data)
+        m.voxel_size = VOXEL
+    images = [str(tmp_path / "nan.mrc")]
+    path = _table_copy(dataset, tmp_path, lambda d: d.assign(**{T.IMAGE: images + list(d[T.IMAGE][1:])}))
+    with pytest.raises(InputFileError, match="nan.mrc"):
+        load_particles(path)
+    # mixed boxes
+    write_mrc(tmp_path / "b16.mrc", np.random.default_rng(0).normal(size=(16, 16, 16)).astype(np.float32), VOXEL)
+    images = [str(tmp_path / "b16.mrc")]
+    path = _table_copy(dataset, tmp_path, lambda d: d.assign(**{T.IMAGE: list(d[T.IMAGE][:-1]) + images}))
+    with pytest.raises(InputFileError, match="box"):
+        load_particles(path)
+
+
+def test_empty_set_and_bad_settings(dataset, tmp_path):
+    empty = tmp_path / "empty.star"
+    starfile.write({"particles": pd.DataFrame({T.IMAGE: pd.Series([], dtype=str)})}, empty)
+    with pytest.raises(CryomineError):
+        load_particles(empty)
+    with pytest.raises(CryomineError, match="symmetry"):
+        run_refine(dataset / "particles.star", tmp_path / "o", symmetry="X7", device="cpu")
+    with pytest.raises(CryomineError, match="max-shift"):
+        run_refine(dataset / "particles.star", tmp_path / "o", max_shift=50, device="cpu")
