@@ -65,7 +65,7 @@ class SearchSettings:
         f_max: highest frequency used (final local stage), cycles/voxel (<= 0.5).
         f_min: lowest frequency used (high-pass), cycles/voxel; 0 keeps all but the mean.
         coarse_f_max: band limit of the global stage (capped by ``f_max``).
-        coarse_shift_step_voxels: shift spacing of the global stage (default ``max(1, 0.3 / coarse band)``
+        coarse_shift_step_voxels: shift spacing of the global stage (default ``max(1, 0.225 / coarse band)``
             voxels: the correlation peak is broad at low resolution).
         n_candidates: best global rotations refined locally.
         final_step_deg: local refinement stops once its step is at most this.
@@ -386,7 +386,7 @@ def align_particles(
     if not local_only:
         grid = symmetry_reduced_grid(settings.angular_step_deg, settings.symmetry, device=dev)
         coarse = _Band(n_box, coarse_f, settings.f_min, dev)
-        shift_step = settings.coarse_shift_step_voxels or max(1.0, 0.3 / coarse_f)
+        shift_step = settings.coarse_shift_step_voxels or max(1.0, 0.225 / coarse_f)
         shifts = shift_grid(settings.max_shift_voxels, shift_step, device=dev)
         # the first local stage covers the grids' covering radii (about 0.9 step, sqrt(3)/2 shift step)
         levels = _local_levels(settings, settings.angular_step_deg, min(0.9 * shift_step, settings.max_shift_voxels))
