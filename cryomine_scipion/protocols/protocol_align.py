@@ -174,7 +174,7 @@ class ProtCryomineAlign(ProtCryomineAlignBase):
         outSet = self._createSetOfSubTomograms()
         outSet.copyInfo(inSet)
 
-        def update(item):
+        def update(item, _row=None):
             found = rows.get(item.getObjId())
             if found is None:
                 item._appendItem = False

@@ -81,7 +81,7 @@ class ProtCryomineClassify(ProtCryomineBase):
         names = dict(zip(df[T.CLASS].astype(int), df[T.CLASS_NAME].astype(str)))
         classes = self._createSetOfClassesSubTomograms(self.inputSubtomos)
 
-        def updateItem(item):
+        def updateItem(item, _row=None):
             row = rows.get(item.getObjId())
             if row is None:
                 item._appendItem = False

@@ -48,7 +48,7 @@ class ProtCryomineMultiRefClassify(ProtCryomineAlignBase):
         rows = self._alignedRows()
         classes = self._createSetOfClassesSubTomograms(self.inputSubtomos)
 
-        def updateItem(item):
+        def updateItem(item, _row=None):
             found = rows.get(item.getObjId())
             if found is None:
                 item._appendItem = False

@@ -137,9 +137,11 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
 
     def createOutputStep(self):
         m = self.readMetrics()
-        model = CryomineModel(path=self._getExtraPath(MODEL_FILE), architecture=ARCHITECTURES[self.architecture.get()],
-                              boxSize=int(m.get("box", [0])[0] if isinstance(m.get("box"), list) else m.get("box", 0)),
-                              samplingRate=float(m.get("voxel_size") or 0.0), classNames=m.get("class_names", []))
+        box = m.get("box") or [0]
+        box = box if isinstance(box, list) else [box]
+        model = CryomineModel(path=self._getExtraPath(MODEL_FILE), architecture=m.get("model", ARCHITECTURES[
+            self.architecture.get()]), boxSize=int(box[0]), samplingRate=float(m.get("voxel_size") or 0.0),
+            classNames=m.get("class_names", []))
         self._defineOutputs(**{TrainOutputs.model.name: model})
         source = self.inputClasses if self.inputKind.get() == FROM_CLASSES else None
         if source is not None:
@@ -178,9 +180,10 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
             return ["Output not ready yet."]
         lines = [f"{ARCHITECTURES[self.architecture.get()]} trained on {len(m.get('class_names', []))} classes "
                  f"({', '.join(m.get('class_names', []))})."]
-        if "test_accuracy" in m:
-            lines.append(f"Test accuracy {m['test_accuracy']:.3f}; best validation accuracy "
-                         f"{m.get('best_val_accuracy', float('nan')):.3f} after {m.get('epochs_run', '?')} epochs.")
+        if m.get("test_accuracy") is not None:
+            lines.append(f"Test accuracy {m['test_accuracy'] or float('nan'):.3f}; validation accuracy "
+                         f"{m.get('val_accuracy') or float('nan'):.3f} (best epoch {m.get('best_epoch', '?')} of "
+                         f"{m.get('epochs_run', '?')}).")
         return lines
 
     def _methods(self):
@@ -189,7 +192,7 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
             return []
         return [f"A {ARCHITECTURES[self.architecture.get()]} network (Che et al. 2018) was trained with CryoMine on "
                 f"{len(m.get('class_names', []))} classes of subtomograms; test accuracy "
-                f"{m.get('test_accuracy', float('nan')):.3f}."]
+                f"{m.get('test_accuracy') or float('nan'):.3f}."]
 
     def _citations(self):
         return ["Che2018", "Xu2017"]
