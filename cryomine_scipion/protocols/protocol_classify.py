@@ -106,8 +106,7 @@ class ProtCryomineClassify(ProtCryomineBase):
 
     def resultPlots(self):
         """Figures the core wrote, as (title, path), for the viewer."""
-        return [("Class averages", self._getExtraPath(AVERAGES_DIR, "classes.png")),
-                ("Confidence per class", self._getExtraPath("confidence.png"))]
+        return [("Class averages (central slices)", self._getExtraPath(AVERAGES_DIR, "gallery.png"))]
 
     # -------------------------- INFO functions -------------------------------
     def _validate(self):
