@@ -178,8 +178,11 @@ class ProtCryomineImportDynamoTable(ProtCryomineBase):
             errors.append(f"Volume list not found: {self.volumeList.get()!r}. Give the .vll file or leave it empty.")
         if self.importAs.get() == SUBTOMOGRAMS and "{tag" not in (self.fileTemplate.get() or ""):
             errors.append("'Particle file name' must contain {tag} (e.g. particle_{tag:05d}.mrc).")
-        values = str(self.tiltRange.get() or "").split()
-        if len(values) != 2 or float(values[0]) >= float(values[1]):
+        try:
+            tilt = self._tiltRange()
+        except ValueError:
+            tilt = None
+        if tilt is None or tilt[0] >= tilt[1]:
             errors.append("'Tilt range' must be two numbers, minimum then maximum, e.g. '-60 60'.")
         return errors
 

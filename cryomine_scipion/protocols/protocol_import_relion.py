@@ -142,8 +142,11 @@ class ProtCryomineImportRelionStar(ProtCryomineBase):
             errors.append(f"STAR file not found: {star!r}. Give the path of a RELION particle STAR file.")
         if self.importAs.get() == COORDINATES and self.inputTomograms.get() is None:
             errors.append("Importing coordinates needs the tomograms they were picked on: fill 'Tomograms'.")
-        values = str(self.tiltRange.get() or "").split()
-        if len(values) != 2 or float(values[0]) >= float(values[1]):
+        try:
+            tilt = self._tiltRange()
+        except ValueError:
+            tilt = None
+        if tilt is None or tilt[0] >= tilt[1]:
             errors.append("'Tilt range' must be two numbers, minimum then maximum, e.g. '-60 60'.")
         for name in ("samplingRate", "coordSamplingRate"):
             value = getattr(self, name).get()
