@@ -8,8 +8,13 @@ variables). Steps, each a real Scipion protocol in one project:
    positions are the ground truth;
 2. import them and their coordinates with scipion-em-tomo's own import protocols;
 3. extract subtomograms with CryoMine;
-4. measure the result against the ground truth, write a report folder with PNG pictures and
-   ``summary.json``, and print the command that opens the project in the Scipion GUI.
+4. simulate a labelled training set of the same complexes (CryoMine "simulate") and train a CNN
+   classifier on it ("train CNN classifier", the compact network: a few CPU minutes);
+5. classify the extracted subtomograms with it ("classify with CNN");
+6. align and average the largest predicted class without a reference ("align and average");
+7. measure every step against the ground truth (coordinates, classes, orientations), write a
+   report folder with PNG pictures and ``summary.json``, and print the command that opens the
+   project in the Scipion GUI.
 
 The pipeline grows as CryoMine's capabilities land (simulation, classification, subdivision,
 alignment, segmentation).
@@ -32,6 +37,8 @@ TOMO_SIZE_XYZ = (160, 160, 64)
 BOX = 24
 VOXEL = 9.2
 SNR = 0.5
+STRUCTURES = ("phantom:0", "phantom:1", "phantom:2")  # the simulator's default classes, in tomograms and training
+N_TRAIN_PER_CLASS = 40
 
 
 def make_tomograms(folder: Path, n_tomos: int = 2, seed: int = 0) -> dict:
@@ -46,7 +53,7 @@ def make_tomograms(folder: Path, n_tomos: int = 2, seed: int = 0) -> dict:
     sim = folder / "simulated"
     cmd = [sys.executable, "-m", "cryomine_core", "simulate", "tomograms", "--out", str(sim), "--size",
            *map(str, TOMO_SIZE_XYZ), "--n-tomograms", str(n_tomos), "--snr", str(SNR), "--voxel-size", str(VOXEL),
-           "--seed", str(seed)]
+           "--seed", str(seed), "--structures", *STRUCTURES]
     subprocess.run(cmd, check=True)
     df = T.read_table(sim / "particles.star", require=(T.TOMO, *T.COORDS), resolve_paths=False)
     truth = {}
@@ -56,9 +63,35 @@ def make_tomograms(folder: Path, n_tomos: int = 2, seed: int = 0) -> dict:
         (folder / f"{name}.mrc").symlink_to((sim / "tomograms" / f"{name}.mrc").resolve())
         xyz = group[list(T.COORDS)].to_numpy(float)
         names = group[T.CLASS_NAME].tolist() if T.CLASS_NAME in group.columns else ["?"] * len(group)
+        angles = group[list(T.ANGLES)].to_numpy(float)
         atomic_write_text(folder / f"{name}.txt", "".join(f"{x:.2f} {y:.2f} {z:.2f}\n" for x, y, z in xyz))
-        truth[name] = [(*p, c) for p, c in zip(map(tuple, xyz), names)]
+        truth[name] = [(*p, c, tuple(a)) for p, c, a in zip(map(tuple, xyz), names, angles)]
     return truth
+
+
+def _alignment_errors(aligned, trueAngles):
+    """Per-particle rotation error (deg) of an alignment against the truth, up to one global rotation.
+
+    With particle_i = ref(R_iᵀ x), a reference-free average may come out rotated by G, giving
+    R_est_i = R_i Gᵀ: R_true_iᵀ R_est_i is the same for all i, and each particle's error is its
+    distance from the consensus (chordal mean).
+    """
+    import torch
+
+    from cryomine_core.geometry import relion_angstrom_to_pose, rotation_angle_deg, scipion_matrix_to_pose
+
+    items = [(i.getObjId(), i.getTransform().getMatrix()) for i in aligned.iterItems()]
+    if not items:
+        return np.array([np.nan])
+    eulers = torch.tensor([trueAngles[i] for i, _ in items], dtype=torch.float64)
+    rTrue, _ = relion_angstrom_to_pose(eulers, torch.zeros_like(eulers), 1.0)
+    rEst, _ = scipion_matrix_to_pose(torch.tensor(np.stack([m for _, m in items]), dtype=torch.float64))
+    g = rTrue.transpose(-1, -2) @ rEst
+    u, _, vt = torch.linalg.svd(g.mean(0))
+    mean = u @ vt
+    if torch.det(mean) < 0:
+        mean = u @ torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=u.dtype)) @ vt
+    return rotation_angle_deg(g, mean.expand_as(g)).numpy()
 
 
 def _launch(project, prot, log):
@@ -80,14 +113,22 @@ def run(out: Path, project_name: str = "CryomineDemo") -> dict:
     from pyworkflow.project import Manager
     from tomo.constants import BOTTOM_LEFT_CORNER
 
-    from cryomine_scipion.protocols import ProtCryomineExtract
+    from cryomine_scipion.protocols import (
+        ProtCryomineAlign,
+        ProtCryomineClassify,
+        ProtCryomineExtract,
+        ProtCryomineSimulate,
+        ProtCryomineTrainClassifier,
+    )
+    from cryomine_scipion.protocols.protocol_simulate import SUBTOMOGRAMS
+    from cryomine_scipion.protocols.protocol_train_classifier import ARCHITECTURES, FROM_CLASSES
 
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     data, report = out / "data", out / "report"
     shutil.rmtree(data, ignore_errors=True)  # the demo's own inputs: always made afresh
     data.mkdir(parents=True, exist_ok=True)
     report.mkdir(parents=True, exist_ok=True)
-    log(f"[1/4] simulating tomograms in {data}")
+    log(f"[1/7] simulating tomograms in {data}")
     truth = make_tomograms(data)
 
     manager = Manager()
@@ -95,7 +136,7 @@ def run(out: Path, project_name: str = "CryomineDemo") -> dict:
         manager.deleteProject(project_name)
     project = manager.createProject(project_name)
     os.chdir(project.getPath())  # Scipion resolves run paths relative to the project folder
-    log(f"[2/4] Scipion project {project.getPath()}: importing with scipion-em-tomo")
+    log(f"[2/7] Scipion project {project.getPath()}: importing with scipion-em-tomo")
     importTomos = _launch(project, project.newProtocol(
         tp.ProtImportTomograms, filesPath=str(data), filesPattern="*.mrc", samplingRate=VOXEL,
         acquisitionAngleMin=-60.0, acquisitionAngleMax=60.0), log)
@@ -105,32 +146,84 @@ def run(out: Path, project_name: str = "CryomineDemo") -> dict:
     importCoords.importTomograms.setExtended("Tomograms")
     _launch(project, importCoords, log)
 
-    log("[3/4] extracting subtomograms with CryoMine")
+    log("[3/7] extracting subtomograms with CryoMine")
     extract = project.newProtocol(ProtCryomineExtract, boxSize=BOX, edgeMode=0)
     extract.inputCoordinates.set(importCoords)
     extract.inputCoordinates.setExtended("outputCoordinates")
     _launch(project, extract, log)
 
-    log("[4/4] measuring against the ground truth")
+    log("[4/7] simulating a labelled training set and training a CNN classifier")
+    simulate = project.newProtocol(ProtCryomineSimulate, kind=SUBTOMOGRAMS, structures=" ".join(STRUCTURES),
+                                   nPerClass=N_TRAIN_PER_CLASS, boxSize=BOX, voxelSize=VOXEL, snr=SNR, maxShift=1.0,
+                                   seed=7)
+    _launch(project, simulate, log)
+    train = project.newProtocol(ProtCryomineTrainClassifier, inputKind=FROM_CLASSES,
+                                architecture=ARCHITECTURES.index("compact3d"), epochs=10, patience=4, batchSize=8)
+    train.inputClasses.set(simulate)
+    train.inputClasses.setExtended("classes")
+    _launch(project, train, log)
+
+    log("[5/7] classifying the extracted subtomograms")
+    classify = project.newProtocol(ProtCryomineClassify)
+    classify.inputSubtomos.set(extract)
+    classify.inputSubtomos.setExtended("subtomograms")
+    classify.inputModel.set(train)
+    classify.inputModel.setExtended("model")
+    _launch(project, classify, log)
+
+    log("[6/7] aligning and averaging the largest class, reference-free")
+    classes = project.getProtocol(classify.getObjId()).classes
+    largest = max(classes.iterItems(), key=lambda c: c.getSize())
+    largestId, largestName = largest.getObjId(), largest.getObjLabel()
+    align = project.newProtocol(ProtCryomineAlign, iterations=4, angularStep=15.0, maxShift=3.0)
+    align.inputSubtomos.set(classify)
+    align.inputSubtomos.setExtended(f"classes.{largestId}")
+    _launch(project, align, log)
+
+    log("[7/7] measuring against the ground truth")
     subtomos = project.getProtocol(extract.getObjId()).subtomograms
-    vols, matched = [], 0
+    vols, matched, trueClass, trueAngles = [], 0, {}, {}
     planted = {name: np.array([c[:3] for c in cs]) for name, cs in truth.items()}
     for sub in subtomos.iterSubtomos():
         vol, _ = read_mrc(sub.getFileName())
         vols.append(vol)
         coord = sub.getCoordinate3D()
         xyz = np.array(coord.getPosition(BOTTOM_LEFT_CORNER), dtype=float)
-        nearest = np.min(np.linalg.norm(planted[coord.getTomoId()] - xyz, axis=1))
-        matched += bool(nearest < 0.5)
+        dist = np.linalg.norm(planted[coord.getTomoId()] - xyz, axis=1)
+        nearest = int(np.argmin(dist))
+        matched += bool(dist[nearest] < 0.5)
+        trueClass[sub.getObjId()] = truth[coord.getTomoId()][nearest][3]
+        trueAngles[sub.getObjId()] = truth[coord.getTomoId()][nearest][4]
     n_planted = sum(len(v) for v in truth.values())
     metrics = extract.readMetrics()
+    classes = project.getProtocol(classify.getObjId()).classes
+    correct = sum(trueClass[item.getObjId()] == cls.getObjLabel() for cls in classes.iterItems()
+                  for item in cls.iterItems())
+    aligned = project.getProtocol(align.getObjId())
+    rotErr = _alignment_errors(aligned.subtomograms, trueAngles)
+    alignMetrics = aligned.readMetrics()
+    trainMetrics = train.readMetrics()
     summary = {
         "tomograms": len(truth), "particles_planted": n_planted, "subtomograms_extracted": subtomos.getSize(),
         "skipped_at_edge": metrics.get("n_skipped"),
         "coordinates_matching_truth": matched,
+        "classifier_test_accuracy_simulated": trainMetrics.get("test_accuracy"),
+        "classification_accuracy_extracted": round(correct / max(subtomos.getSize(), 1), 3),
+        "aligned_class": largestName, "aligned_particles": aligned.subtomograms.getSize(),
+        "aligned_class_purity": round(sum(trueClass[i.getObjId()] == largestName
+                                          for i in aligned.subtomograms.iterItems()) / max(largest.getSize(), 1), 3),
+        "alignment_median_rotation_error_deg": round(float(np.median(rotErr)), 2),
+        "fsc_resolution_0143_A": round(alignMetrics.get("resolution_0143_A", float("nan")), 1),
         "snr": SNR,
         "box": BOX, "voxel_size_A": VOXEL, "project": project.getPath(),
     }
+    for src, name in ((train._getExtraPath("confusion.png"), "confusion_matrix.png"),
+                      (train._getExtraPath("training_curves.png"), "training_curves.png"),
+                      (classify._getExtraPath("averages", "gallery.png"), "class_averages.png"),
+                      (align._getExtraPath("fsc.png"), "fsc.png"),
+                      (align._getExtraPath("slices.png"), "average_slices.png")):
+        if os.path.exists(src):
+            shutil.copyfile(src, report / name)
     # pictures: the first tomogram's central slice with the planted positions, and a gallery
     first = sorted(truth)[0]
     tomo, _ = read_mrc(data / f"{first}.mrc")
@@ -174,7 +267,8 @@ def main(argv=None) -> int:
     for key, value in summary.items():
         print(f"  {key}: {value}")
     print(f"  wall time: {time.time() - t0:.1f} s")
-    print(f"  report: {out / 'report'} (tomogram_slice.png, subtomogram_gallery.png, summary.json)")
+    print(f"  report: {out / 'report'} (tomogram_slice.png, subtomogram_gallery.png, confusion_matrix.png, "
+          "training_curves.png, class_averages.png, fsc.png, average_slices.png, summary.json)")
     env = " ".join(f"{k}={os.environ[k]}" for k in ("SCIPION_DOMAIN", "SCIPION_HOME", "SCIPION_USER_DATA"))
     print(f"\nOpen the project in the Scipion GUI:\n  {env} {sys.executable} -O -m pyworkflow.apps.pw_project "
           "CryomineDemo")

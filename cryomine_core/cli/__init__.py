@@ -17,7 +17,7 @@ from cryomine_core import __version__
 from cryomine_core.errors import CryomineError
 
 # Command-group modules, in the order they appear in --help.
-_GROUPS = ("info", "table", "extract", "simulate", "structures", "classify", "align", "subdivide", "segment")
+_GROUPS = ("info", "table", "formats", "extract", "simulate", "structures", "classify", "align", "subdivide", "segment")
 
 
 def build_parser() -> argparse.ArgumentParser:
