@@ -11,6 +11,8 @@ from cryomine_scipion.constants import INPUT_TABLE, OUTPUT_TABLE
 from cryomine_scipion.convert import readTable, setTransformFromTable, subtomogramsToTable, tableTransforms
 from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
 
+FAILED = "cmAlignFailed"  # column the core sets for items whose alignment failed
+
 
 def volumePath(volume):
     """The MRC path of a Scipion volume (without a ':mrc' format suffix)."""
@@ -89,7 +91,14 @@ class ProtCryomineAlignBase(ProtCryomineBase):
         return args
 
     def _alignedRows(self):
+        """``{item id: (row, Scipion matrix)}`` of the items the core aligned (failed ones left out)."""
         df = readTable(self._getExtraPath(OUTPUT_TABLE))
+        if FAILED in df.columns:
+            failed = df[FAILED].astype(bool)
+            if failed.any():
+                self.warning(f"{int(failed.sum())} subtomograms could not be aligned and are left out of the output "
+                             "(see the log of the align step).")
+            df = df[~failed]
         matrices = tableTransforms(df)
         rows = {}
         for i, (_, row) in enumerate(df.iterrows()):

@@ -68,16 +68,15 @@ class ProtCryomineMultiRefClassify(ProtCryomineAlignBase):
 
     def resultPlots(self):
         """Figures the core wrote, as (title, path), for the viewer."""
-        return [("Class averages", self._getExtraPath("classes.png")),
-                ("Orientation distribution", self._getExtraPath("orientations.png"))]
+        return [("Class averages (central slices)", self._getExtraPath("gallery.png"))]
 
     def _summary(self):
         m = self.readMetrics()
         if not m:
             return ["Output not ready yet."]
-        sizes = m.get("class_sizes", [])
-        return [f"{m.get('n_particles', sum(sizes) if sizes else '?')} subtomograms in "
-                f"{self.numberOfClasses.get()} classes; sizes {sizes}."]
+        sizes = m.get("class_sizes", {})
+        return [f"{m.get('n_particles', '?')} subtomograms in {self.numberOfClasses.get()} classes; sizes "
+                + ", ".join(f"class {k}: {v}" for k, v in sizes.items()) + "."]
 
     def _methods(self):
         m = self.readMetrics()

@@ -71,3 +71,32 @@ class TestCryomineAlignWorkflow(BaseTest):
         for half in halves:
             self.assertEqual(read_mrc(half)[0].shape, (24, 24, 24))
         self.assertIn("FSC", " ".join(align.summary()))
+
+    def test_simulate_then_multi_reference_classification_separates_structures(self):
+        from cryomine_scipion.protocols import ProtCryomineMultiRefClassify, ProtCryomineSimulate
+        from cryomine_scipion.protocols.protocol_simulate import SUBTOMOGRAMS
+
+        sim = self.newProtocol(ProtCryomineSimulate, kind=SUBTOMOGRAMS, structures="phantom:0 phantom:1",
+                               nPerClass=12, boxSize=24, voxelSize=12.0, maxShift=1.0, snr=1.0, tiltMin=-60.0,
+                               tiltMax=60.0, tiltStep=3.0, seed=8)
+        self.launchProtocol(sim)
+        truth = {s.getObjId(): s.getClassId() for s in sim.subtomograms.iterItems()}
+
+        mra = self.newProtocol(ProtCryomineMultiRefClassify, numberOfClasses=2, iterations=3, angularStep=20.0,
+                               maxShift=3.0, seed=2)
+        mra.inputSubtomos.set(sim)
+        mra.inputSubtomos.setExtended("subtomograms")
+        self.launchProtocol(mra)
+
+        classes = mra.classes
+        self.assertEqual(classes.getSize(), 2)
+        # each predicted class is dominated by one true class, and the two are different
+        majority, pure = set(), 0
+        for cls in classes.iterItems():
+            members = [truth[item.getObjId()] for item in cls.iterItems()]
+            top = max(set(members), key=members.count)
+            majority.add(top)
+            pure += members.count(top)
+            self.assertEqual(read_mrc(cls.getRepresentative().getFileName())[0].shape, (24, 24, 24))
+        self.assertEqual(len(majority), 2, "both predicted classes are dominated by the same structure")
+        self.assertGreaterEqual(pure / len(truth), 0.9)
