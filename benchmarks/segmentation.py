@@ -1,0 +1,218 @@
+"""Benchmark of tomogram segmentation on simulated crowded tomograms (SHREC-like), SNR 0.1.
+
+    python benchmarks/segmentation.py --small        # 2-core CPU, under 30 minutes
+    python benchmarks/segmentation.py                # full mode (GPU)
+    python benchmarks/segmentation.py --structures-dir /path/to/maps   # default: ../shared/data/structures
+
+Classes: the SHREC 2021 complexes found among the maps of ``--structures-dir`` (10 Å/voxel), grouped
+by size as below; phantoms of three sizes when no map is there. Vesicles give the membrane class.
+One simulated tomogram is annotated in at most 10 boxes (one held out for validation); the U-Net
+is trained on them (``train_segmenter``), then the test tomograms are segmented
+(``predict_tomograms``) and grouped into objects (``find_objects``) and evaluated against the
+simulator's ground truth: voxel Dice per class (membrane included), object precision / recall / F1
+per class and pooled over size groups (a prediction counts when its centre falls inside a true
+particle's occupancy, each particle matched once), classification accuracy of the localised
+objects by the voxel vote and by the sub-volume CNN (``compact3d`` pre-trained on sub-volumes at
+the true centres of separate simulated tomograms), seconds per tomogram, and the time to segment a
+512 x 512 x 200 tomogram (predict + objects). Ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cryomine_core.device import select_device
+from cryomine_core.io import table as T
+from cryomine_core.io.mrc import read_mrc, write_mrc
+from cryomine_core.segment.evaluate import match_objects, prf
+from cryomine_core.segment.object_classifier import predict_object_classes, train_object_classifier
+from cryomine_core.segment.objects import find_objects
+from cryomine_core.segment.predicting import predict_tomograms
+from cryomine_core.segment.training import read_class_names, train_segmenter
+from cryomine_core.simulate import simulate_tomogram_dataset
+
+VOXEL = 10.0
+GROUPS_SMALL = {"large": ["4v4r", "3j9i"], "medium": ["1bxn"], "small": ["3h84", "1s3x"]}
+GROUPS_FULL = {"large": ["4v4r", "3j9i"], "medium": ["1bxn", "3cf3", "1u6g", "3d2f"],
+               "small": ["1s3x", "3qm1", "3h84", "2cg9"]}
+PHANTOMS = {"large": ["big=phantom:0"], "medium": ["mid=phantom:1"], "small": ["tiny=phantom:2"]}
+
+
+def _classes(structures_dir: str | None, small: bool) -> tuple[list[str], dict[str, list[str]]]:
+    groups = GROUPS_SMALL if small else GROUPS_FULL
+    if structures_dir and Path(structures_dir).is_dir():
+        found = {g: [n for n in names if (Path(structures_dir) / f"{n}.mrc").exists()] for g, names in groups.items()}
+        if all(found.values()):
+            specs = [str(Path(structures_dir) / f"{n}.mrc") for g in found.values() for n in g]
+            return specs, found
+        print(f"maps missing in {structures_dir}; using phantoms")
+    return [s for g in PHANTOMS.values() for s in g], {g: [s.split("=")[0] for s in v] for g, v in PHANTOMS.items()}
+
+
+def _pool(per_class: dict, names: list[str]) -> dict:
+    sel = [per_class[n] for n in names if n in per_class]
+    return prf(sum(r["tp"] for r in sel), sum(r["n_predicted"] for r in sel), sum(r["n_true"] for r in sel))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--small", action="store_true", help="sizes for a 2-core CPU (< 30 min)")
+    default_maps = Path(__file__).resolve().parents[2] / "shared" / "data" / "structures"
+    ap.add_argument("--structures-dir", default=str(default_maps), help="folder of 10 Å MRC maps (SHREC complexes)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--boxes", type=int, default=10, help="annotated boxes (at most 10 for the issue's target)")
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--width", type=int, default=None, help="U-Net channels at full resolution")
+    ap.add_argument("--skip-large", action="store_true", help="skip the 512 x 512 x 200 timing")
+    ap.add_argument("--work", default=None, help="keep the files here (default: a temporary folder)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    for name in ("cryomine",):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = select_device(args.device)
+    small = args.small
+    shape = (64, 192, 192) if small else (128, 320, 320)
+    n_test = 2 if small else 3
+    epochs = args.epochs or (30 if small else 80)
+    width = args.width or (8 if small else 16)
+    specs, groups = _classes(args.structures_dir, small)
+    names = [Path(s).stem if s.endswith(".mrc") else s.split("=")[0] for s in specs]
+    t_all = time.perf_counter()
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="cryomine-seg-bench-"))
+    print(f"device {device}, {torch.get_num_threads()} threads; classes {names}; groups {groups}; work {work}")
+    result: dict = {"mode": "small" if small else "full", "device": str(device), "threads": torch.get_num_threads(),
+                    "classes": names, "groups": groups, "snr": 0.1, "voxel_size": VOXEL, "shape_zyx": list(shape),
+                    "boxes": args.boxes, "epochs": epochs, "width": width}
+
+    # data: 1 annotated + n_test test + 2 classifier-pretraining tomograms, all independent draws
+    t0 = time.perf_counter()
+    sims = {}
+    for role, n, seed in (("train", 1, 100), ("test", n_test, 200), ("pretrain", 2, 300)):
+        sims[role] = work / role
+        if not (sims[role] / "metrics.json").exists():
+            simulate_tomogram_dataset(sims[role], specs, shape=shape, n_tomograms=n, occupancy=0.15, n_vesicles=2,
+                                      snr=0.1, voxel_size=VOXEL, seed=args.seed + seed, device=device)
+    result["simulation_s"] = round(time.perf_counter() - t0, 1)
+    classes = read_class_names(sims["train"] / "classes.json")
+
+    # (1) voxel segmenter from <= 10 annotated boxes
+    t0 = time.perf_counter()
+    train_out = work / "model"
+    m = train_segmenter([sims["train"] / "tomograms/tomo000.mrc"], [sims["train"] / "labels/tomo000.mrc"], train_out,
+                        boxes=args.boxes, box_size=48 if small else 64, patch=40 if small else 56, epochs=epochs,
+                        patches_per_epoch=32 if small else 64, batch_size=4, lr=0.02, base=width,
+                        patience=10 if small else 15, class_names=classes, seed=args.seed, device=str(device))
+    result["train_s"] = round(time.perf_counter() - t0, 1)
+    result["train_epochs_run"] = m["epochs_run"]
+    result["val_box_dice"] = m["dice"]
+    print(f"trained in {result['train_s']} s ({m['epochs_run']} epochs); Dice on the held-out box {m['dice']}")
+
+    # (2) predict + objects on the test tomograms
+    tomos = [sims["test"] / f"tomograms/tomo{k:03d}.mrc" for k in range(n_test)]
+    t0 = time.perf_counter()
+    pm = predict_tomograms(train_out / "model.pt", tomos, work / "pred", device=str(device))
+    t_pred = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    om = find_objects(work / "objects", probabilities=[work / f"pred/probabilities/tomo{k:03d}.mrc" for k in
+                                                       range(n_test)],
+                      classes=work / "pred/segmenter.json", tomograms=tomos,
+                      truth_table=sims["test"] / "particles.star",
+                      truth_instances=[sims["test"] / f"instances/tomo{k:03d}.mrc" for k in range(n_test)],
+                      truth_labels=[sims["test"] / f"labels/tomo{k:03d}.mrc" for k in range(n_test)])
+    t_obj = time.perf_counter() - t0
+    ev = om["objects"]
+    result["seconds_per_tomogram"] = round((t_pred + t_obj) / n_test, 2)
+    result["seconds_predict_per_tomogram"] = round(pm["seconds_per_tomogram"], 2)
+    result["dice"] = {k: (None if v is None else round(v, 4)) for k, v in om["dice"].items()}
+    result["f1_localisation"] = ev["localisation"]["f1"]
+    result["precision_localisation"] = ev["localisation"]["precision"]
+    result["recall_localisation"] = ev["localisation"]["recall"]
+    result["f1_overall_classwise"] = ev["overall"]["f1"]
+    result["f1_per_class"] = {n: r["f1"] for n, r in ev["per_class"].items()}
+    result["f1_groups"] = {g: _pool(ev["per_class"], members)["f1"] for g, members in groups.items()}
+    result["classification_accuracy_voxel_vote"] = ev["classification_accuracy"]
+    print(f"objects: localisation F1 {ev['localisation']['f1']:.3f} (P {ev['localisation']['precision']:.3f}, "
+          f"R {ev['localisation']['recall']:.3f}); class-aware F1 {ev['overall']['f1']:.3f}; groups "
+          f"{result['f1_groups']}; per class {result['f1_per_class']}; Dice {result['dice']}")
+
+    # (3) object classification by a sub-volume CNN pre-trained on simulated tomograms
+    t0 = time.perf_counter()
+    vols, cents, labs = [], [], []
+    pre = T.read_table(sims["pretrain"] / "particles.star", require=(T.TOMO, *T.COORDS), resolve_paths=False)
+    obj_names = [n for n in names]
+    for tomo_rel, g in pre.groupby(T.TOMO):
+        vol, _ = read_mrc(sims["pretrain"] / tomo_rel)
+        vols.append(vol)
+        cents.append(g[list(T.COORDS)].to_numpy())
+        labs.append(np.array([obj_names.index(n) for n in g[T.CLASS_NAME]]))
+    box = 32 if small else 40
+    cm = train_object_classifier(vols, cents, labs, obj_names, work / "object_classifier.pt", box=box,
+                                 voxel_size=VOXEL, epochs=15 if small else 40, width=0.5 if small else 1.0,
+                                 seed=args.seed, device=device)
+    from cryomine_core.classify.model_file import load_classifier
+
+    clf, meta = load_classifier(work / "object_classifier.pt", device)
+    truth = T.read_table(sims["test"] / "particles.star", require=(T.TOMO, *T.COORDS), resolve_paths=False)
+    objs = T.read_table(work / "objects/objects.star", require=(T.TOMO, *T.COORDS), resolve_paths=False)
+    correct = matched = 0
+    cnn_eval = []
+    for tomo in tomos:
+        stem = tomo.stem
+        vol, _ = read_mrc(tomo)
+        inst, _ = read_mrc(sims["test"] / f"instances/{stem}.mrc")
+        sub = objs[objs[T.TOMO] == stem]
+        tsub = truth[truth[T.TOMO].map(lambda s: Path(s).stem) == stem]
+        tc = {int(i): obj_names.index(n) for i, n in zip(tsub["cmInstanceId"], tsub[T.CLASS_NAME])}
+        pred, conf = predict_object_classes(vol, sub[list(T.COORDS)].to_numpy(), clf, meta, device)
+        e = match_objects(sub[list(T.COORDS)].to_numpy(), pred, sub[T.SCORE].to_numpy(), inst.astype(np.int64), tc,
+                          dict(enumerate(obj_names)))
+        cnn_eval.append(e)
+        if e["classification_accuracy"] is not None:
+            correct += e["classification_accuracy"] * e["n_matched"]
+            matched += e["n_matched"]
+    from cryomine_core.segment.objects import pool_evaluations
+
+    pooled = pool_evaluations(cnn_eval)
+    result["classifier_val_accuracy"] = cm["val_accuracy"]
+    result["classification_accuracy_cnn"] = (correct / matched) if matched else None
+    result["f1_overall_classwise_cnn"] = pooled["overall"]["f1"]
+    result["f1_groups_cnn"] = {g: _pool(pooled["per_class"], members)["f1"] for g, members in groups.items()}
+    result["object_classifier_s"] = round(time.perf_counter() - t0, 1)
+    print(f"object CNN: val accuracy {cm['val_accuracy']}, accuracy on localised objects "
+          f"{result['classification_accuracy_cnn']}, class-aware F1 {pooled['overall']['f1']}")
+
+    # (4) a 512 x 512 x 200 tomogram: predict + objects (noise volume with the test tomogram's statistics)
+    if not args.skip_large:
+        big = work / "big" / "big.mrc"
+        rng = np.random.default_rng(args.seed)
+        write_mrc(big, rng.standard_normal((200, 512, 512), dtype=np.float32), VOXEL)
+        t0 = time.perf_counter()
+        predict_tomograms(train_out / "model.pt", [big], work / "big_pred", device=str(device))
+        t_big_pred = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        find_objects(work / "big_objects", probabilities=[work / "big_pred/probabilities/big.mrc"],
+                     classes=work / "big_pred/segmenter.json")
+        t_big_obj = time.perf_counter() - t0
+        result["tomogram_512x512x200_s"] = round(t_big_pred + t_big_obj, 1)
+        result["tomogram_512x512x200_predict_s"] = round(t_big_pred, 1)
+        print(f"512 x 512 x 200: predict {t_big_pred:.1f} s + objects {t_big_obj:.1f} s")
+    result["total_s"] = round(time.perf_counter() - t_all, 1)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
