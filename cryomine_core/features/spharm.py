@@ -22,7 +22,14 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.special import sph_harm
+
+try:  # scipy >= 1.15: sph_harm_y(degree, order, polar, azimuth); sph_harm was removed in 1.17
+    from scipy.special import sph_harm_y as _sph_harm_y
+except ImportError:  # older scipy (Scipion pins <= 1.10): sph_harm(order, degree, azimuth, polar)
+    from scipy.special import sph_harm as _sph_harm
+
+    def _sph_harm_y(degree, order, polar, azimuth):
+        return _sph_harm(order, degree, azimuth, polar)
 
 SOURCES = ("real", "fourier", "both")
 
@@ -41,7 +48,7 @@ def _quadrature(l_max: int, n_polar: int, n_azimuth: int) -> tuple[np.ndarray, n
     cols, degrees = [], []
     for lv in range(l_max + 1):
         for m in range(lv + 1):
-            cols.append(np.conj(sph_harm(m, lv, azi, pol)) * weights)
+            cols.append(np.conj(_sph_harm_y(lv, m, pol, azi)) * weights)
             degrees.append(lv)
     y = np.stack(cols, axis=-1)
     return dirs, y.real.copy(), y.imag.copy(), np.asarray(degrees)

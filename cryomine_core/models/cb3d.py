@@ -38,7 +38,7 @@ class CB3D(SubtomogramNet):
     min_box = 16
 
     def __init__(self, n_classes: int, box: int | Sequence[int] = 40, width: float = 1.0, dropout: float = 0.5,
-                 init: str = "he"):
+                 init: str = "glorot"):
         super().__init__(n_classes, box, width=float(width), init=init, dropout=float(dropout))
         c64, c128, c256, c512 = (scaled(c, width) for c in (64, 128, 256, 512))
         relu = nn.ReLU

@@ -41,7 +41,7 @@ class _Dsrf(SubtomogramNet):
 
     def __init__(self, n_classes: int, box: int | Sequence[int] = 40, width: float = 1.0,
                  dropout: float | None = None,
-                 init: str = "he"):
+                 init: str = "glorot"):
         dropout = self.default_dropout if dropout is None else float(dropout)
         super().__init__(n_classes, box, width=float(width), init=init, dropout=dropout)
         chans = [scaled(c, width) for c in self.stages]

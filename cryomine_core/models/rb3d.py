@@ -53,7 +53,7 @@ class RB3D(SubtomogramNet):
 
     def __init__(self, n_classes: int, box: int | Sequence[int] = 40, width: float = 1.0, dropout: float = 0.5,
                  block_dropout: float = 0.2, n_blocks: int = 4,
-                 init: str = "he"):
+                 init: str = "glorot"):
         super().__init__(n_classes, box, width=float(width), init=init, dropout=float(dropout),
                          block_dropout=float(block_dropout), n_blocks=int(n_blocks))
         c32, c16 = scaled(32, width), scaled(16, width)

@@ -72,4 +72,7 @@ def test_box_too_small_and_unknown_names():
     with pytest.raises(CryomineError, match="unknown model"):
         build_model("resnet50", 3, 40)
     assert canonical_name("DSRF3D_v2") == "dsrf3d-v2"
+    # the paper networks start from Keras' Glorot initialisation (He diverged at lr 0.005 on 40^3 data)
+    assert all(build_model(n, 3, 16, width=0.25).build_args["init"] == "glorot" for n in PAPER)
+    assert build_model("compact3d", 3, 16, width=0.25).build_args["init"] == "he"
     assert model_names()[0] == "dsrf3d-v2"

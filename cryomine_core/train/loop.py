@@ -346,8 +346,8 @@ def _fit(model, train_set, val_set, cfg, device, checkpoint_path, resume, n_clas
             with torch.autocast(device.type, dtype=dtype, enabled=use_amp):
                 logits = model(x)
             loss = criterion(logits.float(), y)
-            if not torch.isfinite(loss):
-                raise CryomineError(f"the training loss became {float(loss)} at epoch {epoch + 1}, batch {b + 1}; "
+            if not torch.isfinite(loss.detach()):
+                raise CryomineError(f"the training loss became {loss.item()} at epoch {epoch + 1}, batch {b + 1}; "
                                     "lower --lr or check the input volumes.")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
