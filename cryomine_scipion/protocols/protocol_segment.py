@@ -11,6 +11,7 @@ from tomo.objects import Coordinate3D, SetOfCoordinates3D, SetOfTomoMasks, TomoM
 
 from cryomine_core.io import table as T
 from cryomine_scipion.convert import readTable
+from cryomine_scipion.plots import writeLabelOverlay
 from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
 
 PREDICTION_DIR, OBJECTS_DIR = "prediction", "objects"
@@ -105,6 +106,8 @@ class ProtCryomineSegment(ProtCryomineBase):
             mask.setTsId(tomo.getTsId())
             mask.setVolName(tomo.getFileName())
             masks.append(mask)
+            writeLabelOverlay(tomo.getFileName(), mask.getFileName(),
+                              self._getExtraPath(OBJECTS_DIR, f"overlay_{stem}.png"), self._classNames())
         self._defineOutputs(**{SegmentOutputs.labelMasks.name: masks})
         self._defineSourceRelation(self.inputTomograms, masks)
 
@@ -128,6 +131,16 @@ class ProtCryomineSegment(ProtCryomineBase):
             outName = SegmentOutputs.coordinates.name + (f"_{re.sub(r'[^A-Za-z0-9]+', '_', name)}" if name else "")
             self._defineOutputs(**{outName: coords})
             self._defineSourceRelation(self.inputTomograms, coords)
+
+    def _classNames(self):
+        import json
+
+        path = self._getExtraPath(PREDICTION_DIR, "segmenter.json")
+        if not os.path.exists(path):
+            return {}
+        with open(path) as fh:
+            info = json.load(fh)
+        return {int(v): n for v, n in zip(info.get("class_values", []), info.get("class_names", []))}
 
     # -------------------------- INFO functions -------------------------------
     def resultPlots(self):

@@ -71,6 +71,10 @@ class TestCryomineAlignWorkflow(BaseTest):
         for half in halves:
             self.assertEqual(read_mrc(half)[0].shape, (24, 24, 24))
         self.assertIn("FSC", " ".join(align.summary()))
+        from cryomine_scipion.viewers.viewer_plots import existingPlots
+
+        self.assertEqual([t for t, _ in existingPlots(align)], [t for t, _ in align.resultPlots()],
+                         "the viewer's figures (FSC, slices, orientations) must all exist")
 
     def test_simulate_then_multi_reference_classification_separates_structures(self):
         from cryomine_scipion.protocols import ProtCryomineMultiRefClassify, ProtCryomineSimulate

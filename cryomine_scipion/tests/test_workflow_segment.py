@@ -61,3 +61,11 @@ class TestCryomineSegmentWorkflow(BaseTest):
         self.assertGreaterEqual(recall, 0.6, f"recall {recall:.2f} ({len(hits)}/{n_true})")
         self.assertGreaterEqual(precision, 0.6, f"precision {precision:.2f} ({len(hits)}/{n_pred})")
         self.assertTrue(hasattr(seg, "coordinates_phantom0"))
+
+        # the viewer finds the label overlays the protocol drew and builds a plot of each
+        from cryomine_scipion.viewers.viewer_plots import CryomineResultsViewer, existingPlots
+
+        self.assertEqual(len(existingPlots(seg)), 2)
+        views = CryomineResultsViewer(project=self.proj)._visualize(seg)
+        self.assertEqual(len(views), 2)
+        self.assertTrue(all(hasattr(v, "show") for v in views))

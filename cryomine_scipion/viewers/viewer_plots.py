@@ -11,7 +11,9 @@ from pyworkflow.viewer import DESKTOP_TKINTER, Viewer
 from cryomine_scipion.protocols.protocol_align import ProtCryomineAlign
 from cryomine_scipion.protocols.protocol_classify import ProtCryomineClassify
 from cryomine_scipion.protocols.protocol_mra import ProtCryomineMultiRefClassify
+from cryomine_scipion.protocols.protocol_segment import ProtCryomineSegment
 from cryomine_scipion.protocols.protocol_train_classifier import ProtCryomineTrainClassifier
+from cryomine_scipion.protocols.protocol_train_segmenter import ProtCryomineTrainSegmenter
 
 
 def existingPlots(protocol):
@@ -35,11 +37,13 @@ def plotView(title, path):
 
 class CryomineResultsViewer(Viewer):
     """Figures of a CryoMine run: FSC curve, central slices and orientation distribution of an
-    average; class galleries; training curves and confusion matrix of a classifier."""
+    average; class galleries; training curves and confusion matrix of a classifier; training
+    curves of a segmenter and label overlays on tomogram slices."""
 
     _label = "CryoMine results"
     _environments = [DESKTOP_TKINTER]
-    _targets = [ProtCryomineAlign, ProtCryomineMultiRefClassify, ProtCryomineTrainClassifier, ProtCryomineClassify]
+    _targets = [ProtCryomineAlign, ProtCryomineMultiRefClassify, ProtCryomineTrainClassifier, ProtCryomineClassify,
+                ProtCryomineTrainSegmenter, ProtCryomineSegment]
 
     def _visualize(self, obj, **kwargs):
         plots = existingPlots(obj)
