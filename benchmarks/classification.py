@@ -132,7 +132,8 @@ def run_cell(x, y, names, models, args, device) -> dict:
 
     train_set, val_set, test_set = ArrayDataset(x[tr], y[tr]), ArrayDataset(x[va], y[va]), ArrayDataset(x[te], y[te])
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                      seed=args.seed, log_interval_s=120.0, amp={"auto": "auto", "on": True, "off": False}[args.amp])
+                      seed=args.seed, log_interval_s=120.0, amp={"auto": "auto", "on": True, "off": False}[args.amp],
+                      grad_clip=args.grad_clip)
     for name in models:
         torch.manual_seed(args.seed)
         kw = {"width": args.width}
@@ -247,6 +248,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 with --small)")
     ap.add_argument("--verbose", action="store_true", help="log every training epoch")
     ap.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="mixed precision of the CNNs")
+    ap.add_argument("--grad-clip", type=float, default=None, help="gradient-norm clipping of the CNNs (off)")
     ap.add_argument("--skip-svm", action="store_true", help="do not run the RIF-SVM baseline")
     args = ap.parse_args(argv)
     if args.threads or args.small:

@@ -51,6 +51,8 @@ def register(sub) -> None:
     t.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay (default 0)")
     t.add_argument("--patience", type=int, default=5,
                    help="early stop after this many epochs without validation-loss improvement (0: off; default 5)")
+    t.add_argument("--grad-clip", type=float, default=None,
+                   help="clip the gradient norm to this value (default: off, as in the paper)")
     t.add_argument("--monitor", choices=["val_loss", "val_accuracy"], default="val_loss",
                    help="quantity for early stopping and best-epoch choice (default val_loss)")
     t.add_argument("--test-fraction", type=float, default=0.2, help="fraction per class held out for test (0.2)")
@@ -103,7 +105,7 @@ def run_train(args) -> int:
                       nesterov=args.nesterov, lr_decay=args.lr_decay, weight_decay=args.weight_decay,
                       patience=args.patience, monitor=args.monitor, balance=args.balance, seed=args.seed,
                       workers=args.workers, amp=args.amp, channels_last=args.channels_last,
-                      log_interval_s=args.log_interval)
+                      log_interval_s=args.log_interval, grad_clip=args.grad_clip)
     metrics = train_classifier(args.table, args.out, model=args.model, config=cfg, width=args.width,
                                test_fraction=args.test_fraction, val_fraction=args.val_fraction,
                                min_per_class=args.min_per_class, device=args.device, resume=args.resume,

@@ -168,6 +168,20 @@ def test_volume_dataset_streams_mrc_and_refuses_nan(tmp_path):
         VolumeDataset(paths, box=(16, 16, 16))[0]
 
 
+def test_gradient_clipping_limits_the_step(easy):
+    train, _ = easy
+    moved = {}
+    for clip in (None, 1e-6):
+        torch.manual_seed(0)
+        net = build_model("dsrf3d-v2", 3, BOX, width=0.25)
+        before = torch.cat([p.detach().flatten().clone() for p in net.parameters()])
+        fit(net, train, None, _cfg(epochs=1, grad_clip=clip, momentum=0.0, nesterov=False, restore_best=False))
+        moved[clip] = float((torch.cat([p.detach().flatten() for p in net.parameters()]) - before).norm())
+    steps = -(-len(train) // 8)
+    assert moved[1e-6] <= 0.005 * 1e-6 * steps * 1.01  # lr x clip per step, at most
+    assert moved[None] > 100 * moved[1e-6]
+
+
 def test_config_validation():
     with pytest.raises(CryomineError, match="batch size"):
         TrainConfig(batch_size=0).validate()

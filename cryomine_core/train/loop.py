@@ -67,6 +67,8 @@ class TrainConfig:
         eval_batch_size: batch for validation/prediction (default: 2 x batch_size).
         restore_best: end with the best epoch's weights (else the last epoch's).
         log_interval_s: seconds between in-epoch progress lines.
+        grad_clip: clip the gradient's global L2 norm to this value (None: off, the paper's
+            recipe). An option against the occasional early divergence of the plain networks.
     """
 
     epochs: int = 20
@@ -86,6 +88,7 @@ class TrainConfig:
     eval_batch_size: int | None = None
     restore_best: bool = True
     log_interval_s: float = 30.0
+    grad_clip: float | None = None
 
     def validate(self) -> None:
         checks = [
@@ -99,6 +102,7 @@ class TrainConfig:
             (self.monitor in ("val_loss", "val_accuracy"), f"monitor '{self.monitor}': use val_loss or val_accuracy"),
             (self.balance in BALANCE_MODES, f"balance '{self.balance}': use one of {', '.join(BALANCE_MODES)}"),
             (self.workers >= 0, f"workers {self.workers}: give a value >= 0"),
+            (self.grad_clip is None or self.grad_clip > 0, f"gradient clip {self.grad_clip}: give a value > 0"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -241,7 +245,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return ckpt
 
 
-_RESUME_KEYS = ("batch_size", "lr", "momentum", "nesterov", "lr_decay", "weight_decay", "monitor", "balance", "seed")
+_RESUME_KEYS = ("batch_size", "lr", "momentum", "nesterov", "lr_decay", "weight_decay", "monitor", "balance", "seed",
+                "grad_clip")
 
 
 # -- the loop --------------------------------------------------------------------------------------------
@@ -351,6 +356,9 @@ def _fit(model, train_set, val_set, cfg, device, checkpoint_path, resume, n_clas
                                     "lower --lr or check the input volumes.")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
