@@ -12,9 +12,10 @@ of train held for validation (:func:`~cryomine_core.classify.stratified_split`),
 CNN are trained on the same split and scored on the same test set. The CNNs use the shared
 training loop (:func:`~cryomine_core.train.fit`) with the paper's recipe unless overridden.
 
-Full mode: 40^3 at 9.2 Å, the maps of ``../shared/data/structures`` that fit the box (18
-complexes) + an empty class, 1000 per class, published network widths, 20 epochs (patience 5).
-Without that folder: 22 procedural phantoms + empty.
+Full mode: 40^3 at 9.2 Å, the maps of ``../shared/data/structures`` that fit the box with +-2
+voxel shifts (11 of its 18 complexes; the 7 ribosome-sized ones are larger than 40^3 at 9.2 Å)
++ an empty class, 1000 per class, published network widths, 20 epochs (patience 5). Without that
+folder: 22 procedural phantoms + empty.
 
 ``--small`` (what fits 2 CPU cores in < 30 min): 16^3 boxes at 24 Å/voxel, 4 phantoms + empty,
 80 per class (256 train / 64 val / 80 test), the CNNs as *narrow variants* (width 0.25: a
