@@ -1,0 +1,231 @@
+"""Template-free subdivision: clustering, features, evaluation, the CLI and its errors (CPU, small data)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from cryomine_core.cli import main
+from cryomine_core.errors import CryomineError
+from cryomine_core.io import table as T
+from cryomine_core.io.mrc import write_mrc
+from cryomine_core.models import build_model
+from cryomine_core.subdivide import (
+    cluster_features,
+    clustering_scores,
+    network_features,
+    penultimate_layer,
+    rif_features,
+)
+from cryomine_core.train import ArrayDataset
+
+BOX, VOXEL = 16, 20.0
+
+
+def _blobs(n_per: int, k: int, dim: int = 20, sep: float = 12.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, dim))
+    centres *= sep / np.linalg.norm(centres, axis=1, keepdims=True)
+    y = np.repeat(np.arange(k), n_per)
+    x = centres[y] + rng.normal(size=(y.size, dim))
+    order = rng.permutation(y.size)
+    return x[order].astype(np.float32), y[order]
+
+
+def _shape(kind: int, rng: np.random.Generator, box: int = BOX, noise: float = 0.3) -> np.ndarray:
+    """A small synthetic particle in a random orientation: elongated rod, ball, or dumbbell."""
+    g = np.stack(np.meshgrid(*(np.arange(box) - box // 2,) * 3, indexing="ij"), -1).reshape(-1, 3).astype(float)
+    p = g @ Rotation.random(random_state=rng.integers(1 << 31)).as_matrix().T
+    if kind == 0:
+        r = np.sqrt((p[:, 0] / 5.5) ** 2 + (p[:, 1] / 1.8) ** 2 + (p[:, 2] / 1.8) ** 2)
+    elif kind == 1:
+        r = np.linalg.norm(p, axis=1) / 3.5
+    else:
+        r = np.minimum(np.linalg.norm(p - [3.5, 0, 0], axis=1), np.linalg.norm(p + [3.5, 0, 0], axis=1)) / 2.5
+    vol = 1.0 / (1.0 + np.exp((r - 1.0) * 6.0))
+    return (vol.reshape(box, box, box) + noise * rng.normal(size=(box,) * 3)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    """36 subtomograms of 3 shapes (12 each) written as MRC files + a labelled particle table."""
+    root = tmp_path_factory.mktemp("subdivide")
+    rng = np.random.default_rng(3)
+    labels = rng.permutation(np.repeat(np.arange(3), 12))
+    rows = []
+    for i, c in enumerate(labels):
+        rel = f"sub/p{i:03d}.mrc"
+        write_mrc(root / rel, _shape(int(c), rng), VOXEL)
+        rows.append({T.IMAGE: rel, T.CLASS: int(c) + 1, T.CLASS_NAME: ["rod", "ball", "dumbbell"][c],
+                     T.VOXEL_SIZE: VOXEL, T.TILT_MIN: -60.0, T.TILT_MAX: 60.0})
+    T.write_table(root / "particles.star", pd.DataFrame(rows))
+    return root
+
+
+# -- clustering ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["gmm", "kmeans"])
+def test_planted_blobs_recovered_with_automatic_count(method):
+    x, y = _blobs(40, 4)
+    res = cluster_features(x, None, max_clusters=8, method=method, seed=1)
+    assert res.n_clusters == 4
+    assert clustering_scores(y, res.labels)["ari"] > 0.99
+    assert min(res.criterion, key=res.criterion.get) == 4
+    assert res.sizes == sorted(res.sizes, reverse=True)  # numbered by decreasing size
+    assert ((res.scores >= 0) & (res.scores <= 1)).all()
+
+
+def test_one_blob_gives_one_cluster_and_fixed_count_is_kept():
+    x, _ = _blobs(150, 1)
+    assert cluster_features(x, None, max_clusters=6, seed=0).n_clusters == 1
+    x, y = _blobs(30, 3)
+    res = cluster_features(x, 3, seed=0)
+    assert res.n_clusters == 3 and res.criterion == {}
+    assert clustering_scores(y, res.labels)["ari"] > 0.99
+
+
+@pytest.mark.parametrize("method", ["gmm", "kmeans"])
+def test_minibatch_path_recovers_blobs_from_a_memmap(tmp_path, method):
+    x, y = _blobs(500, 5, dim=12, seed=4)
+    mm = np.lib.format.open_memmap(tmp_path / "f.npy", mode="w+", dtype=np.float32, shape=x.shape)
+    mm[:] = x
+    res = cluster_features(mm, None, max_clusters=8, method=method, minibatch=True, chunk_size=300,
+                           selection_sample=800, fit_sample=1500, seed=0)
+    assert res.minibatch and res.n_clusters == 5
+    assert clustering_scores(y, res.labels)["ari"] > 0.99
+
+
+def test_clustering_input_errors():
+    x, _ = _blobs(3, 2)
+    with pytest.raises(CryomineError, match="only 6 subtomograms; at least 8"):
+        cluster_features(x, 4)
+    x[3, 2] = np.nan
+    with pytest.raises(CryomineError, match="item 4"):
+        cluster_features(x, 2)
+    with pytest.raises(CryomineError, match="empty"):
+        cluster_features(np.zeros((0, 4)), 2)
+
+
+# -- evaluation ------------------------------------------------------------------------------------------
+
+def test_clustering_scores_on_hand_made_labelings():
+    s = clustering_scores([0, 0, 0, 1, 1, 1], [5, 5, 5, 2, 2, 2], names=["a", "b"])
+    assert s["ari"] == pytest.approx(1.0) and s["nmi"] == pytest.approx(1.0)
+    assert s["per_class"]["a"] == {"n": 3, "cluster": 5, "purity": 1.0, "recall": 1.0}
+    # class b: 3 of 4 in cluster 1 (which also holds one a); class a: 2 of 3 in cluster 0
+    s = clustering_scores([0, 0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 0])
+    assert s["per_class"]["1"]["cluster"] == 1
+    one, zero = s["per_class"]["1"], s["per_class"]["0"]
+    assert one["purity"] == pytest.approx(3 / 4) and one["recall"] == pytest.approx(3 / 4)
+    assert zero["purity"] == pytest.approx(2 / 3) and zero["recall"] == pytest.approx(2 / 3)
+    assert s["overall_purity"] == pytest.approx(5 / 7)
+    assert s["ari"] < 0.2
+    assert clustering_scores([0, 1, 0, 1], [0, 0, 0, 0])["ari"] == pytest.approx(0.0)
+
+
+# -- features --------------------------------------------------------------------------------------------
+
+def test_network_features_stream_in_batches_equal_all_at_once():
+    torch.manual_seed(0)
+    model = build_model("compact3d", 3, BOX, width=0.25)
+    with torch.no_grad():  # non-trivial batch-norm statistics, so eval mode matters
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm3d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+    vols = torch.randn(11, BOX, BOX, BOX)
+    ds = ArrayDataset(vols)
+    a = network_features(model, ds, batch_size=3)
+    b = network_features(model, ds, batch_size=11)
+    assert a.shape == (11, penultimate_layer(model).in_features)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    model.eval()
+    with torch.no_grad():
+        direct = model.features(torch.stack([ds[i][0] for i in range(11)])).numpy()
+    np.testing.assert_allclose(a, direct, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(a[0], a[1])
+
+
+def test_rif_features_stream_in_batches_equal_all_at_once():
+    ds = ArrayDataset(torch.randn(7, BOX, BOX, BOX))
+    a = rif_features(ds, batch_size=2)
+    b = rif_features(ds, batch_size=7)
+    assert a.shape == (7, 144) and np.isfinite(a).all()
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+# -- the command line ------------------------------------------------------------------------------------
+
+def test_cli_round_trip_recovers_shapes(shapes, capsys):
+    out = shapes / "rif"
+    assert main(["subdivide", "--in", str(shapes / "particles.star"), "--out", str(out), "--features", "rif",
+                 "--clusters", "auto", "--max-clusters", "6", "--method", "kmeans", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n_clusters"] == 3
+    df = T.read_table(out / "particles.star")
+    assert sorted(df[T.CLASS].unique().tolist()) == [1, 2, 3]
+    assert df["cmInputClassName"].tolist() == T.read_table(shapes / "particles.star")[T.CLASS_NAME].tolist()
+    assert ((df[T.SCORE] >= 0) & (df[T.SCORE] <= 1)).all()
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n_clusters"] == 3 and m["vs_input_labels"]["ari"] > 0.99
+    assert m["clustering"]["k_mode"] == "auto" and set(m["clustering"]["bic"]) >= {"1", "2", "3", "4"}
+    assert m["averages"]["mode"] == "none"  # no poses and no --align-clusters
+    for name in ("embedding.png", "sizes.png", "bic.png"):
+        assert (out / name).stat().st_size > 0
+    assert not list(out.glob("class_*.mrc"))
+
+
+def test_cli_with_model_and_aligned_cluster_averages(shapes, tmp_path):
+    from cryomine_core.classify import save_classifier
+    from cryomine_core.io.mrc import read_mrc
+
+    torch.manual_seed(0)
+    model = build_model("compact3d", 2, BOX, width=0.25)
+    path = save_classifier(tmp_path / "model.pt", model, voxel_size=VOXEL, class_names=["a", "b"],
+                           class_numbers=[1, 2], temperature=1.0)
+    out = tmp_path / "cnn"
+    assert main(["subdivide", "--in", str(shapes / "particles.star"), "--out", str(out), "--model", str(path),
+                 "--clusters", "2", "--align-clusters", "--align-iterations", "1", "--angular-step", "30",
+                 "--device", "cpu", "--no-plots"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["features"]["source"] == "model" and m["features"]["dimension"] == penultimate_layer(model).in_features
+    assert m["averages"]["mode"] == "align" and m["n_clusters"] == 2
+    df = T.read_table(out / "particles.star")
+    assert {"cmAlignScore", "cmAlignFailed", *T.ANGLES}.issubset(df.columns)
+    for j in (1, 2):
+        vol, vs = read_mrc(out / f"class_{j:03d}.mrc")
+        assert vol.shape == (BOX,) * 3 and np.isfinite(vol).all() and vol.std() > 0 and vs == pytest.approx(VOXEL)
+
+
+def test_cli_bad_inputs_give_clear_errors(shapes, tmp_path, capsys):
+    src = T.read_table(shapes / "particles.star")
+
+    def run(df, *extra) -> str:
+        if len(df):
+            T.write_table(tmp_path / "t.star", df)
+        else:  # write_table refuses an empty set; another program may still write one
+            (tmp_path / "t.star").write_text("data_particles\n\nloop_\n_rlnImageName #1\n")
+        assert main(["subdivide", "--in", str(tmp_path / "t.star"), "--out", str(tmp_path / "o"), *extra]) == 2
+        return capsys.readouterr().err
+
+    err = run(src.iloc[:0], "--features", "rif")
+    assert "t.star" in err and ("empty" in err or "no particles" in err)
+    err = run(src.iloc[:5], "--features", "rif", "--clusters", "3")
+    assert "--clusters 3" in err and "only 5" in err
+    bad = src.copy()
+    vol = _shape(0, np.random.default_rng(0))
+    vol[2, 3, 4] = np.nan
+    write_mrc(tmp_path / "nan.mrc", vol, VOXEL)
+    bad.loc[7, T.IMAGE] = str(tmp_path / "nan.mrc")
+    assert "nan.mrc" in run(bad, "--features", "rif")
+    from cryomine_core.classify import save_classifier
+
+    other = save_classifier(tmp_path / "m12.pt", build_model("compact3d", 2, 12, width=0.25), voxel_size=VOXEL,
+                            class_names=["a", "b"], class_numbers=[1, 2], temperature=1.0)
+    err = run(src, "--model", str(other))
+    assert "box mismatch" in err and "12" in err
+    assert "--align-clusters" in run(src, "--features", "rif", "--split")
