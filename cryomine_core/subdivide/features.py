@@ -56,11 +56,13 @@ def _loader(dataset: Dataset, batch_size: int, workers: int) -> DataLoader:
 
 @torch.no_grad()
 def network_features(model: nn.Module, dataset: Dataset, *, device: torch.device | str = "cpu",
-                     batch_size: int = 64, workers: int = 0, out: np.ndarray | None = None) -> np.ndarray:
+                     batch_size: int = 64, workers: int = 0, out: np.ndarray | None = None,
+                     logits: list | None = None) -> np.ndarray:
     """Penultimate-layer features ``(N, F)`` float32 of every item of ``dataset``, in dataset order.
 
     The model is put in eval mode (dropout off, batch-norm running statistics), so the features
     of an item do not depend on the batch it is in. ``out``: optional preallocated ``(N, F)`` array.
+    ``logits``: optional list that receives the network's output ``(b, C)`` of every batch.
     """
     device = torch.device(device)
     layer = penultimate_layer(model)
@@ -78,7 +80,9 @@ def network_features(model: nn.Module, dataset: Dataset, *, device: torch.device
         with flush_denormals(device):
             for x, _, _ in _loader(dataset, batch_size, workers):
                 captured.clear()
-                model(x.to(device))
+                y = model(x.to(device))
+                if logits is not None:
+                    logits.append(y.detach().float().cpu())
                 feats = captured[-1].reshape(x.shape[0], -1).float().cpu().numpy()
                 out[start:start + len(feats)] = feats
                 start += len(feats)

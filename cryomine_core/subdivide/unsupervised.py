@@ -6,7 +6,10 @@ as pseudo-labels with the shared training loop (:func:`cryomine_core.train.fit`)
 penultimate-layer features of every subtomogram and clusters them again (PCA + GMM/k-means, ``k``
 by BIC unless fixed). Rounds stop after ``rounds`` or once the labels agree with the previous
 round's at ``ARI >= stop_ari``. Clusters of a single pseudo-class cannot train a classifier: a
-round that finds one cluster ends the iteration.
+round that finds one cluster ends the iteration. A network that does not reproduce its own
+pseudo-labels (accuracy on the whole set below ``min_fit_accuracy``: too few items or epochs to
+learn from) has not learnt features worth trusting: its round is rejected (recorded in the
+history) and the previous round's clustering is kept.
 """
 
 from __future__ import annotations
@@ -49,8 +52,9 @@ class UnsupervisedResult:
     Attributes:
         clustering: the last round's :class:`~.cluster.ClusterResult`.
         features: ``(N, F)`` the last round's features.
-        model: the last trained network (None if no round trained one).
-        history: per round ``{"round", "features", "n_clusters", "ari_vs_previous", "seconds"}``.
+        model: the network of the last accepted round (None if no round was accepted).
+        history: per round ``{"round", "features", "n_clusters", "ari_vs_previous", "fit_accuracy",
+            "rejected", "seconds"}``.
     """
 
     clustering: ClusterResult
@@ -64,7 +68,7 @@ def unsupervised_subdivision(dataset: Dataset, box: int, *, n_clusters: int | No
                              train_config: TrainConfig | None = None, method: str = "gmm", covariance: str = "diag",
                              n_components: int = 8, stop_ari: float = 0.98, device="cpu", batch_size: int = 64,
                              seed: int = 0, initial_features: np.ndarray | None = None,
-                             val_fraction: float = 0.1) -> UnsupervisedResult:
+                             val_fraction: float = 0.1, min_fit_accuracy: float = 0.9) -> UnsupervisedResult:
     """Iterate pseudo-label training and clustering over ``dataset`` (items ``(1, box, box, box)``).
 
     Args:
@@ -94,20 +98,31 @@ def unsupervised_subdivision(dataset: Dataset, box: int, *, n_clusters: int | No
         t1 = time.perf_counter()
         cfg = train_config or TrainConfig(epochs=int(epochs), batch_size=32, lr=0.01, patience=0, balance="sample",
                                           seed=seed + r, log_interval_s=1e9)
-        model = build_model(architecture, res.n_clusters, box, width=width)
+        net = build_model(architecture, res.n_clusters, box, width=width)
         relabelled = _Relabelled(dataset, res.labels)
         order = rng.permutation(n)
         n_val = int(round(val_fraction * n)) if n >= 20 else 0
         val = Subset(relabelled, order[:n_val].tolist()) if n_val else None
         train = Subset(relabelled, order[n_val:].tolist())
-        fit(model, train, val, cfg, device=device, n_classes=res.n_clusters)
-        feats = network_features(model, dataset, device=device, batch_size=batch_size)
+        fit(net, train, val, cfg, device=device, n_classes=res.n_clusters)
+        outputs: list = []
+        new_feats = network_features(net, dataset, device=device, batch_size=batch_size, logits=outputs)
+        fit_acc = float((torch.cat(outputs).argmax(1).numpy() == res.labels).mean())
+        if fit_acc < min_fit_accuracy:
+            history.append({"round": r, "features": architecture, "n_clusters": res.n_clusters, "ari_vs_previous": None,
+                            "fit_accuracy": fit_acc, "rejected": True, "seconds": time.perf_counter() - t1})
+            log.warning("unsupervised round %d: the network reproduces only %.0f %% of its pseudo-labels; round "
+                        "rejected, keeping the previous clustering (more subtomograms or --epochs help)", r,
+                        100 * fit_acc)
+            break
+        feats, model = new_feats, net
         prev = res.labels
         res = cluster_features(feats, n_clusters, max_clusters=max_clusters, method=method, covariance=covariance,
                                n_components=n_components, seed=seed + r)
         agreement = float(adjusted_rand_score(prev, res.labels))
         history.append({"round": r, "features": architecture, "n_clusters": res.n_clusters,
-                        "ari_vs_previous": agreement, "seconds": time.perf_counter() - t1})
+                        "ari_vs_previous": agreement, "fit_accuracy": fit_acc, "rejected": False,
+                        "seconds": time.perf_counter() - t1})
         log.info("unsupervised round %d: %d clusters, ARI vs previous round %.3f", r, res.n_clusters, agreement)
         if agreement >= stop_ari:
             break

@@ -229,3 +229,40 @@ def test_cli_bad_inputs_give_clear_errors(shapes, tmp_path, capsys):
     err = run(src, "--model", str(other))
     assert "box mismatch" in err and "12" in err
     assert "--align-clusters" in run(src, "--features", "rif", "--split")
+
+
+# -- unsupervised mode and map agreement -----------------------------------------------------------------
+
+def test_unsupervised_mode_keeps_planted_shapes_apart(shapes):
+    from cryomine_core.subdivide import unsupervised_subdivision
+    from cryomine_core.subdivide.features import table_dataset
+
+    df = T.read_table(shapes / "particles.star")
+    truth = df[T.CLASS].to_numpy()
+    res = unsupervised_subdivision(table_dataset(df), BOX, rounds=1, epochs=3, width=0.25, method="kmeans",
+                                   max_clusters=6, seed=0)
+    assert [h["round"] for h in res.history] == [0, 1]
+    last = res.history[-1]
+    assert 0 <= last["fit_accuracy"] <= 1 and last["rejected"] == (last["fit_accuracy"] < 0.9)
+    if not last["rejected"]:
+        assert res.features.shape == (36, penultimate_layer(res.model).in_features)
+    assert res.clustering.n_clusters == 3
+    assert clustering_scores(truth, res.clustering.labels)["ari"] > 0.9
+    # an impossible bar rejects every round: the first (rotation-invariant) clustering is kept
+    kept = unsupervised_subdivision(table_dataset(df), BOX, rounds=1, epochs=1, width=0.25, method="kmeans",
+                                    n_clusters=3, seed=0, min_fit_accuracy=1.01)
+    assert kept.model is None and kept.history[-1]["rejected"] and kept.features.shape == (36, 144)
+    assert clustering_scores(truth, kept.clustering.labels)["ari"] > 0.99
+
+
+def test_map_agreement_finds_the_matching_map_in_any_pose():
+    from cryomine_core.subdivide import map_agreement
+
+    rng = np.random.default_rng(5)
+    rod = torch.as_tensor(_shape(0, rng, noise=0.0))
+    rod_again = torch.as_tensor(_shape(0, rng, noise=0.0))  # another random orientation
+    ball = torch.as_tensor(_shape(2, rng, noise=0.0))
+    same = map_agreement(rod, rod_again, VOXEL, resolution=45.0, angular_step=20.0)
+    other = map_agreement(rod, ball, VOXEL, resolution=45.0, angular_step=20.0)
+    assert same["correlation"] > 0.9
+    assert other["correlation"] < same["correlation"] - 0.1
