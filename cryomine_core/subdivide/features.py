@@ -124,6 +124,17 @@ def rif_features(dataset: Dataset, *, batch_size: int = 64, workers: int = 0, ou
     return np.concatenate(rows)
 
 
+def open_features(path: str | os.PathLike, n: int, dim: int) -> np.ndarray:
+    """A writable memory-mapped ``(n, dim)`` float32 ``.npy`` file for features."""
+    return np.lib.format.open_memmap(str(path), mode="w+", dtype=np.float32, shape=(int(n), int(dim)))
+
+
+def rif_dimension(**settings) -> int:
+    """Length of the rotation-invariant feature vector for ``settings`` (see :func:`rif_features`)."""
+    cfg = {**RIF_DEFAULTS, **settings}
+    return int(cfg["n_shells"] * (cfg["l_max"] + 1) * (2 if cfg["source"] == "both" else 1))
+
+
 def table_dataset(df: pd.DataFrame, box=None) -> VolumeDataset:
     """A streaming dataset over the ``rlnImageName`` files of a particle table (z-scored volumes)."""
     if len(df) == 0:
@@ -132,12 +143,14 @@ def table_dataset(df: pd.DataFrame, box=None) -> VolumeDataset:
 
 
 def model_features(df: pd.DataFrame, model_path: str | os.PathLike, *, device: torch.device | str = "cpu",
-                   batch_size: int = 64, workers: int = 0) -> tuple[np.ndarray, dict]:
+                   batch_size: int = 64, workers: int = 0, out_file: str | os.PathLike | None = None
+                   ) -> tuple[np.ndarray, dict]:
     """Penultimate-layer features of the subtomograms of ``df`` from ``model.pt``.
 
-    Returns ``(features (N, F), model metadata)``. Raises CryomineError when the subtomograms'
-    box or voxel size differs from the model's (the message says how to re-extract), or a volume
-    is unreadable or non-finite (naming the file).
+    Returns ``(features (N, F), model metadata)``; with ``out_file`` the features are written
+    batch by batch into a memory-mapped ``.npy`` file there (bounded memory for large sets).
+    Raises CryomineError when the subtomograms' box or voxel size differs from the model's (the
+    message says how to re-extract), or a volume is unreadable or non-finite (naming the file).
     """
     from cryomine_core.classify.model_file import load_classifier
     from cryomine_core.classify.predicting import check_compatible
@@ -148,7 +161,8 @@ def model_features(df: pd.DataFrame, model_path: str | os.PathLike, *, device: t
     check_compatible(df, meta, str(model_path))
     ds = VolumeDataset(df[T.IMAGE], None, normalise=meta.get("normalise", "zscore"),
                        box=tuple(int(b) for b in meta["box"]))
-    feats = network_features(model, ds, device=device, batch_size=batch_size, workers=workers)
+    out = None if out_file is None else open_features(out_file, len(df), int(penultimate_layer(model).in_features))
+    feats = network_features(model, ds, device=device, batch_size=batch_size, workers=workers, out=out)
     log.info("features of %d subtomograms from %s (%s, %d dimensions)", len(df), model_path, meta["architecture"],
              feats.shape[1])
     return feats, meta

@@ -16,6 +16,7 @@ table's poses), optionally merges clusters whose averages agree, and writes into
 ``class_NNN.mrc``   average of cluster NNN (when averages were made)
 ``metrics.json``    see :func:`run_subdivide`
 ``embedding.png``   ``sizes.png``, ``bic.png`` (automatic k), ``gallery.png`` (averages)
+``features.npy``    only on the bounded-memory path: the ``(N, F)`` float32 features
 ==================  =====================================================================
 """
 
@@ -36,7 +37,7 @@ from cryomine_core.io.mrc import write_mrc
 from cryomine_core.subdivide import report
 from cryomine_core.subdivide.cluster import METHODS, cluster_features
 from cryomine_core.subdivide.evaluate import clustering_scores
-from cryomine_core.subdivide.features import model_features, rif_features, table_dataset
+from cryomine_core.subdivide.features import model_features, open_features, rif_dimension, rif_features, table_dataset
 from cryomine_core.subdivide.refine import (
     cluster_averages,
     default_settings,
@@ -54,6 +55,9 @@ ALIGN_SCORE = "cmAlignScore"
 ALIGN_FAILED = "cmAlignFailed"
 EMBEDDING = ("cmPc1", "cmPc2")
 FEATURE_SOURCES = ("model", "rif", "unsupervised")
+MINIBATCH_THRESHOLD = 50_000
+"""Above this many subtomograms (``minibatch='auto'``) features go to ``features.npy`` (memory-mapped)
+and clustering takes the bounded-memory path."""
 
 
 def _input_truth(df) -> tuple[np.ndarray, list[str]] | None:
@@ -132,13 +136,18 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
 
     t0 = time.perf_counter()
     history = None
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    big = (n > MINIBATCH_THRESHOLD) if minibatch == "auto" else bool(minibatch)
+    feat_file = out / "features.npy" if big else None  # bounded memory: features stream to a memory map
     if source == "model":
-        feats, meta = model_features(df, model, device=dev, batch_size=batch_size)
+        feats, meta = model_features(df, model, device=dev, batch_size=batch_size, out_file=feat_file)
         feat_info = {"source": "model", "model": str(Path(model).resolve()), "architecture": meta["architecture"],
                      "model_classes": list(meta["class_names"])}
         result = None
     elif source == "rif":
-        feats = rif_features(table_dataset(df, box), batch_size=batch_size)
+        mm = open_features(feat_file, n, rif_dimension()) if feat_file is not None else None
+        feats = rif_features(table_dataset(df, box), batch_size=batch_size, out=mm)
         feat_info = {"source": "rif"}
         result = None
     else:
@@ -157,11 +166,9 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
     t0 = time.perf_counter()
     if result is None:
         result = cluster_features(feats, clusters, max_clusters=max_clusters, method=method, covariance=covariance,
-                                  n_components=pca_components, seed=seed, minibatch=minibatch)
+                                  n_components=pca_components, seed=seed, minibatch=big)
     timings["clustering"] = time.perf_counter() - t0
     labels, k = result.labels.copy(), result.n_clusters
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
 
     avg = None
     split_info = merge_info = None

@@ -266,3 +266,13 @@ def test_map_agreement_finds_the_matching_map_in_any_pose():
     other = map_agreement(rod, ball, VOXEL, resolution=45.0, angular_step=20.0)
     assert same["correlation"] > 0.9
     assert other["correlation"] < same["correlation"] - 0.1
+
+
+def test_cli_bounded_memory_path_streams_features_to_disk(shapes):
+    out = shapes / "mm"
+    assert main(["subdivide", "--in", str(shapes / "particles.star"), "--out", str(out), "--features", "rif",
+                 "--clusters", "3", "--method", "kmeans", "--minibatch", "on", "--no-plots", "--batch-size", "5"]) == 0
+    feats = np.load(out / "features.npy", mmap_mode="r")
+    assert feats.shape == (36, 144) and np.isfinite(feats).all()
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["clustering"]["minibatch"] and m["vs_input_labels"]["ari"] > 0.99
