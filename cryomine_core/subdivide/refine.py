@@ -165,7 +165,7 @@ def cluster_averages(df: pd.DataFrame, labels: np.ndarray, n_clusters: int, voxe
 
 
 def merge_similar(volumes: torch.Tensor, counts: np.ndarray, voxel_size: float, *, threshold: float = 0.9,
-                  resolution: float = 30.0) -> tuple[np.ndarray, list[dict]]:
+                  resolution: float = 30.0, angular_step: float = 15.0) -> tuple[np.ndarray, list[dict]]:
     """Groups of clusters whose averages agree (correlation at ``resolution`` >= ``threshold``).
 
     Returns ``(mapping (K,) old cluster -> new 0-based cluster, pair records)``; groups are the
@@ -187,7 +187,7 @@ def merge_similar(volumes: torch.Tensor, counts: np.ndarray, voxel_size: float, 
         for j in range(i + 1, k):
             if counts[i] == 0 or counts[j] == 0:
                 continue
-            agree = map_agreement(volumes[i], volumes[j], voxel_size, resolution=resolution)
+            agree = map_agreement(volumes[i], volumes[j], voxel_size, resolution=resolution, angular_step=angular_step)
             pairs.append({"a": i + 1, "b": j + 1, "correlation": agree["correlation"]})
             if agree["correlation"] >= threshold:
                 parent[root(j)] = root(i)

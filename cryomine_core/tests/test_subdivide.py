@@ -276,3 +276,22 @@ def test_cli_bounded_memory_path_streams_features_to_disk(shapes):
     assert feats.shape == (36, 144) and np.isfinite(feats).all()
     m = json.loads((out / "metrics.json").read_text())
     assert m["clustering"]["minibatch"] and m["vs_input_labels"]["ari"] > 0.99
+
+
+def test_merge_joins_agreeing_averages_and_split_cuts_poorly_aligned_clusters():
+    from cryomine_core.subdivide import merge_similar, split_poorly_aligned
+
+    rng = np.random.default_rng(8)
+    vols = torch.stack([torch.as_tensor(_shape(k, rng, noise=0.0)) for k in (0, 2, 0)])
+    mapping, pairs = merge_similar(vols, np.array([5, 5, 5]), VOXEL, threshold=0.9, resolution=45.0,
+                                   angular_step=25.0)
+    assert mapping.tolist() == [0, 1, 0] and len(pairs) == 3
+
+    x, _ = _blobs(15, 2, dim=4, seed=2)
+    emb = np.concatenate([rng.normal(size=(30, 4)) * 0.1, x, rng.normal(size=(30, 4)) * 0.1 + 5])
+    labels = np.repeat([0, 1, 2], 30)
+    new, done = split_poorly_aligned(labels, np.array([0.5, 0.2, 0.45]), emb, min_size=10)
+    assert done == [1] and sorted(np.bincount(new).tolist()) == [15, 15, 30, 30]
+    assert (new[:30] == 0).all() and (new[60:] == 2).all()
+    same, none = split_poorly_aligned(labels, np.array([0.5, 0.45, 0.48]), emb, min_size=10)
+    assert none == [] and (same == labels).all()
