@@ -37,7 +37,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output folder")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", help="model.pt from 'cryomine classify train': features = its penultimate layer")
-    src.add_argument("--features", choices=["rif"], help="rotation-invariant spherical-harmonic features (baseline; the default when neither "
+    src.add_argument("--features", choices=["rif"],
+                     help="rotation-invariant spherical-harmonic features (baseline; the default when neither "
                           "--model nor --unsupervised is given)")
     src.add_argument("--unsupervised", action="store_true",
                      help="no trained model: iterate network training on pseudo-labels and re-clustering (DISCA-like)")
