@@ -21,8 +21,11 @@ For each SNR (``--small``: 0.1; full: 0.1, 0.05, 0.03), tilt range +-60 degrees:
 Structures: the maps of ``../shared/data/structures`` that fit the box (A = first half, B = the
 next ``--n-b``), else procedural phantoms. Full mode: 32^3 at 12 Å, 6 A + 4 B classes, 500 per
 class for training, 200 per class in the subdivided set, compact3d width 1, 20 epochs.
-``--small``: 24^3 at 16 Å, 4 A + 3 B, 150 per class for training, 60 per class subdivided,
-compact3d width 0.5, 8 epochs, one torch thread.
+``--small``: 24^3 at 16 Å, 4 A + 3 B, 200 per class for training, 60 per class subdivided,
+compact3d width 0.5, 20 epochs, one torch thread.
+
+Maps are bright on a dark background while the simulated subtomograms show density dark, so the
+map comparison tries both contrasts and keeps the better alignment (``contrast='auto'``).
 
 Ends with one JSON line holding every figure.
 """
@@ -185,9 +188,9 @@ def main(argv=None) -> int:
     args.max_shift = 1.0
     args.n_a = args.n_a or (4 if small else 6)
     args.n_b = args.n_b or (3 if small else 4)
-    args.n_train = args.n_train or (150 if small else 500)
+    args.n_train = args.n_train or (200 if small else 500)
     args.n_test = args.n_test or (60 if small else 200)
-    args.epochs = args.epochs or (8 if small else 20)
+    args.epochs = args.epochs or 20
     args.width = 0.5 if small else 1.0
     args.lr = 0.01
     args.max_clusters = args.max_clusters or (args.n_a + args.n_b + 4)

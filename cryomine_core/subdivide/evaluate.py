@@ -60,16 +60,25 @@ def _pearson(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
 
 
 def map_agreement(average: torch.Tensor, true_map: torch.Tensor, voxel_size: float, *, resolution: float = 30.0,
-                  angular_step: float = 15.0, max_shift: float | None = None) -> dict:
+                  angular_step: float = 15.0, max_shift: float | None = None, contrast: str = "auto") -> dict:
     """Agreement of a cluster ``average (N, N, N)`` with a ``true_map (N, N, N)`` (any pose).
 
     The true map is aligned to the average (global search of ``angular_step`` degrees, shifts up
     to ``max_shift`` voxels, default ``N / 8``; frequencies up to ``resolution``) and resampled
-    in the average's frame; both are then low-passed to ``resolution`` Å.
+    in the average's frame; both are then low-passed to ``resolution`` Å. ``contrast``:
+    ``'same'``, ``'inverted'`` (subtomograms show density dark, maps bright: the map is negated),
+    or ``'auto'`` (both tried, the better alignment score kept).
 
     Returns ``{"correlation": Pearson correlation at resolution (soft sphere), "fsc_05_A":
-    resolution (Å) where the FSC of the aligned pair first falls below 0.5, "align_score"}``.
+    resolution (Å) where the FSC of the aligned pair first falls below 0.5, "align_score",
+    "inverted": whether the map was negated}``.
     """
+    if contrast not in ("auto", "same", "inverted"):
+        raise CryomineError(f"contrast '{contrast}': use auto, same or inverted.")
+    if contrast == "auto":
+        tries = [map_agreement(average, true_map, voxel_size, resolution=resolution, angular_step=angular_step,
+                               max_shift=max_shift, contrast=c) for c in ("same", "inverted")]
+        return max(tries, key=lambda r: r["align_score"])
     from cryomine_core.align.average import average_particles
     from cryomine_core.align.reference import SearchReference
     from cryomine_core.align.scoring import soft_sphere_mask
@@ -88,7 +97,7 @@ def map_agreement(average: torch.Tensor, true_map: torch.Tensor, voxel_size: flo
     mask = soft_sphere_mask(n, device=dev)
     ref = SearchReference(average.float(), mask=mask)
     tilt = torch.tensor([[-90.0, 90.0]], device=dev)
-    truth = true_map.float().to(dev)[None]
+    truth = true_map.float().to(dev)[None] * (-1.0 if contrast == "inverted" else 1.0)
     res = align_particles(truth, tilt, ref, settings, batch_size=1)
     moved, _ = average_particles(truth, res.rotations, res.shifts, tilt)
     a = lowpass(average.float(), resolution, voxel_size)
@@ -97,4 +106,5 @@ def map_agreement(average: torch.Tensor, true_map: torch.Tensor, voxel_size: flo
     shells = torch.arange(curve.shape[-1], device=curve.device, dtype=torch.float32) / n
     below = torch.nonzero(curve[1:] < 0.5)
     fsc05 = float(voxel_size / shells[1 + int(below[0])]) if below.numel() else float(2 * voxel_size)
-    return {"correlation": _pearson(a, b, mask), "fsc_05_A": fsc05, "align_score": float(res.scores[0])}
+    return {"correlation": _pearson(a, b, mask), "fsc_05_A": fsc05, "align_score": float(res.scores[0]),
+            "inverted": contrast == "inverted"}

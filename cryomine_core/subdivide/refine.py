@@ -187,7 +187,8 @@ def merge_similar(volumes: torch.Tensor, counts: np.ndarray, voxel_size: float, 
         for j in range(i + 1, k):
             if counts[i] == 0 or counts[j] == 0:
                 continue
-            agree = map_agreement(volumes[i], volumes[j], voxel_size, resolution=resolution, angular_step=angular_step)
+            agree = map_agreement(volumes[i], volumes[j], voxel_size, resolution=resolution, angular_step=angular_step,
+                                  contrast="same")
             pairs.append({"a": i + 1, "b": j + 1, "correlation": agree["correlation"]})
             if agree["correlation"] >= threshold:
                 parent[root(j)] = root(i)

@@ -264,8 +264,10 @@ def test_map_agreement_finds_the_matching_map_in_any_pose():
     ball = torch.as_tensor(_shape(2, rng, noise=0.0))
     same = map_agreement(rod, rod_again, VOXEL, resolution=45.0, angular_step=20.0)
     other = map_agreement(rod, ball, VOXEL, resolution=45.0, angular_step=20.0)
-    assert same["correlation"] > 0.9
+    assert same["correlation"] > 0.9 and not same["inverted"]
     assert other["correlation"] < same["correlation"] - 0.1
+    dark = map_agreement(-rod, rod_again, VOXEL, resolution=45.0, angular_step=20.0)  # data dark, map bright
+    assert dark["inverted"] and dark["correlation"] > 0.9
 
 
 def test_cli_bounded_memory_path_streams_features_to_disk(shapes):
