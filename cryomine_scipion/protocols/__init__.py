@@ -11,5 +11,6 @@ from cryomine_scipion.protocols.protocol_import_relion import ProtCryomineImport
 from cryomine_scipion.protocols.protocol_mra import ProtCryomineMultiRefClassify  # noqa: F401
 from cryomine_scipion.protocols.protocol_segment import ProtCryomineSegment  # noqa: F401
 from cryomine_scipion.protocols.protocol_simulate import ProtCryomineSimulate  # noqa: F401
+from cryomine_scipion.protocols.protocol_subdivide import ProtCryomineSubdivide  # noqa: F401
 from cryomine_scipion.protocols.protocol_train_classifier import ProtCryomineTrainClassifier  # noqa: F401
 from cryomine_scipion.protocols.protocol_train_segmenter import ProtCryomineTrainSegmenter  # noqa: F401

@@ -65,7 +65,7 @@ def test_protocols_appear_in_the_tomography_view_tree():
     # the simulator sits in tomo's Imports section (data enters the project there)
     assert paths["ProtCryomineSimulate"][-2] == "Imports", paths["ProtCryomineSimulate"]
     for name in ("ProtCryomineAlign", "ProtCryomineMultiRefClassify", "ProtCryomineTrainClassifier",
-                 "ProtCryomineClassify"):
+                 "ProtCryomineClassify", "ProtCryomineSubdivide"):
         assert paths[name][-3:-1] == ("Subtomogram averaging", "Classification and Alignment"), paths[name]
 
 

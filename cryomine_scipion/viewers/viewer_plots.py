@@ -12,6 +12,7 @@ from cryomine_scipion.protocols.protocol_align import ProtCryomineAlign
 from cryomine_scipion.protocols.protocol_classify import ProtCryomineClassify
 from cryomine_scipion.protocols.protocol_mra import ProtCryomineMultiRefClassify
 from cryomine_scipion.protocols.protocol_segment import ProtCryomineSegment
+from cryomine_scipion.protocols.protocol_subdivide import ProtCryomineSubdivide
 from cryomine_scipion.protocols.protocol_train_classifier import ProtCryomineTrainClassifier
 from cryomine_scipion.protocols.protocol_train_segmenter import ProtCryomineTrainSegmenter
 
@@ -43,7 +44,7 @@ class CryomineResultsViewer(Viewer):
     _label = "CryoMine results"
     _environments = [DESKTOP_TKINTER]
     _targets = [ProtCryomineAlign, ProtCryomineMultiRefClassify, ProtCryomineTrainClassifier, ProtCryomineClassify,
-                ProtCryomineTrainSegmenter, ProtCryomineSegment]
+                ProtCryomineTrainSegmenter, ProtCryomineSegment, ProtCryomineSubdivide]
 
     def _visualize(self, obj, **kwargs):
         plots = existingPlots(obj)
