@@ -262,8 +262,8 @@ def test_map_agreement_finds_the_matching_map_in_any_pose():
     rod = torch.as_tensor(_shape(0, rng, noise=0.0))
     rod_again = torch.as_tensor(_shape(0, rng, noise=0.0))  # another random orientation
     ball = torch.as_tensor(_shape(2, rng, noise=0.0))
-    same = map_agreement(rod, rod_again, VOXEL, resolution=45.0, angular_step=20.0)
-    other = map_agreement(rod, ball, VOXEL, resolution=45.0, angular_step=20.0)
+    same = map_agreement(rod, rod_again, VOXEL, resolution=45.0, angular_step=20.0, contrast="same")
+    other = map_agreement(rod, ball, VOXEL, resolution=45.0, angular_step=20.0, contrast="same")
     assert same["correlation"] > 0.9 and not same["inverted"]
     assert other["correlation"] < same["correlation"] - 0.1
     dark = map_agreement(-rod, rod_again, VOXEL, resolution=45.0, angular_step=20.0)  # data dark, map bright
