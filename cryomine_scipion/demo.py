@@ -70,15 +70,12 @@ def make_tomograms(folder: Path, n_tomos: int = 2, seed: int = 0) -> dict:
 
 
 def _alignment_errors(aligned, trueAngles):
-    """Per-particle rotation error (deg) of an alignment against the truth, up to one global rotation.
-
-    With particle_i = ref(R_iᵀ x), a reference-free average may come out rotated by G, giving
-    R_est_i = R_i Gᵀ: R_true_iᵀ R_est_i is the same for all i, and each particle's error is its
-    distance from the consensus (chordal mean).
-    """
+    """Per-particle rotation error (deg) of an alignment against the truth, up to one global rotation
+    (a reference-free average may come out rotated; the core's ``pose_errors`` removes that first)."""
     import torch
 
-    from cryomine_core.geometry import relion_angstrom_to_pose, rotation_angle_deg, scipion_matrix_to_pose
+    from cryomine_core.align.evaluate import pose_errors
+    from cryomine_core.geometry import relion_angstrom_to_pose, scipion_matrix_to_pose
 
     items = [(i.getObjId(), i.getTransform().getMatrix()) for i in aligned.iterItems()]
     if not items:
@@ -86,12 +83,8 @@ def _alignment_errors(aligned, trueAngles):
     eulers = torch.tensor([trueAngles[i] for i, _ in items], dtype=torch.float64)
     rTrue, _ = relion_angstrom_to_pose(eulers, torch.zeros_like(eulers), 1.0)
     rEst, _ = scipion_matrix_to_pose(torch.tensor(np.stack([m for _, m in items]), dtype=torch.float64))
-    g = rTrue.transpose(-1, -2) @ rEst
-    u, _, vt = torch.linalg.svd(g.mean(0))
-    mean = u @ vt
-    if torch.det(mean) < 0:
-        mean = u @ torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=u.dtype)) @ vt
-    return rotation_angle_deg(g, mean.expand_as(g)).numpy()
+    zeros = torch.zeros(len(items), 3, dtype=torch.float64)
+    return pose_errors(rEst, zeros, rTrue, zeros)[0].numpy()
 
 
 def _launch(project, prot, log):
