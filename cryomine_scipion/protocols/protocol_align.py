@@ -182,6 +182,14 @@ class ProtCryomineAlign(ProtCryomineAlignBase):
         rows = self._alignedRows()
         outSet = self._createSetOfSubTomograms()
         outSet.copyInfo(inSet)
+        ext = self.inputSubtomos.getExtended() or ""
+        if outSet.getCoordinates3D() is None and "." in ext:
+            # one class ("classes.N") keeps no coordinates pointer; take its set of classes' images' one, without
+            # which the output's coordinates cannot be linked to their tomograms (iterSubtomos, exports)
+            classes = getattr(self.inputSubtomos.getObjValue(), ext.split(".")[0], None)
+            images = classes.getImages() if hasattr(classes, "getImages") else None
+            if images is not None and images.getCoordinates3D() is not None:
+                outSet.setCoordinates3D(images.getCoordinates3D())
 
         def update(item, _row=None):
             found = rows.get(item.getObjId())
