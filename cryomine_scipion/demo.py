@@ -166,8 +166,10 @@ def run(out: Path, project_name: str = "CryomineDemo") -> dict:
 
     log("[6/7] aligning and averaging the largest class, reference-free")
     classes = project.getProtocol(classify.getObjId()).classes
-    largest = max(classes.iterItems(), key=lambda c: c.getSize())
-    largestId, largestName = largest.getObjId(), largest.getObjLabel()
+    # iterItems reuses one object: read the sizes out before choosing (max() over it returns the last class)
+    sizes = {c.getObjId(): (c.getSize(), c.getObjLabel()) for c in classes.iterItems()}
+    largestId = max(sizes, key=lambda k: sizes[k][0])
+    largestSize, largestName = sizes[largestId]
     align = project.newProtocol(ProtCryomineAlign, iterations=4, angularStep=15.0, maxShift=3.0)
     align.inputSubtomos.set(classify)
     align.inputSubtomos.setExtended(f"classes.{largestId}")
@@ -204,7 +206,7 @@ def run(out: Path, project_name: str = "CryomineDemo") -> dict:
         "classification_accuracy_extracted": round(correct / max(subtomos.getSize(), 1), 3),
         "aligned_class": largestName, "aligned_particles": aligned.subtomograms.getSize(),
         "aligned_class_purity": round(sum(trueClass[i.getObjId()] == largestName
-                                          for i in aligned.subtomograms.iterItems()) / max(largest.getSize(), 1), 3),
+                                          for i in aligned.subtomograms.iterItems()) / max(largestSize, 1), 3),
         "alignment_median_rotation_error_deg": round(float(np.median(rotErr)), 2),
         "fsc_resolution_0143_A": round(alignMetrics.get("resolution_0143_A", float("nan")), 1),
         "snr": SNR,
