@@ -52,7 +52,7 @@ def test_tree_and_forms_screenshots(display):
     env = dict(os.environ, DISPLAY=display)
     script = Path(__file__).with_name("gui_screenshots.py")
     res = subprocess.run([sys.executable, "-O", str(script), str(out), *classes], env=env, capture_output=True,
-                         text=True, timeout=180)
+                         text=True, timeout=300)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
     assert res.returncode == 0 and lines, (f"GUI script failed ({res.returncode}):\n{res.stdout[-3000:]}\n"
                                            f"{res.stderr[-3000:]}")
@@ -60,5 +60,6 @@ def test_tree_and_forms_screenshots(display):
     assert report["view"] == "Tomography"
     assert sorted(set(report["tree_items"])) == classes, report
     assert sorted(report["forms"]) == classes, report
+    assert report.get("viewers") == ["ProtCryomineAlign"], report  # the results viewer opened on real outputs
     for shot in report["screenshots"]:
         assert Path(shot).stat().st_size > 10_000, f"{shot} looks empty"
