@@ -1,10 +1,8 @@
 """Import a Dynamo table (.tbl) as subtomograms (with orientations) or as 3-D coordinates."""
 
 import os
-from enum import Enum
 
 from pyworkflow.protocol import params
-from tomo.objects import SetOfCoordinates3D, SetOfSubTomograms
 
 from cryomine_core.errors import CryomineError
 from cryomine_core.io import table as T
@@ -15,20 +13,19 @@ from cryomine_scipion.convert_formats import (
     missingImages,
     stem,
     tableToCoordinates,
-    tableToSubtomograms,
 )
-from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
+from cryomine_scipion.protocols.protocol_import_table import (
+    COORDINATES,
+    SUBTOMOGRAMS,
+    ImportTableOutputs,
+    ProtCryomineImportTableBase,
+)
 
-SUBTOMOGRAMS, COORDINATES = 0, 1
 BASE_DYNAMO, BASE_SCIPION = 0, 1
 
 
-class ImportDynamoOutputs(Enum):
-    subtomograms = SetOfSubTomograms
-    coordinates = SetOfCoordinates3D
 
-
-class ProtCryomineImportDynamoTable(ProtCryomineBase):
+class ProtCryomineImportDynamoTable(ProtCryomineImportTableBase):
     """Import particles from a Dynamo table (.tbl), keeping their orientations.
 
     As subtomograms: the table's tag (column 1) names each particle's MRC file in the data folder
@@ -47,7 +44,7 @@ class ProtCryomineImportDynamoTable(ProtCryomineBase):
     """
 
     _label = "import particles from Dynamo table"
-    _possibleOutputs = ImportDynamoOutputs
+    _sourceKind = "a Dynamo table"
 
     # -------------------------- DEFINE param functions -----------------------
     def _defineParams(self, form):
@@ -137,32 +134,14 @@ class ProtCryomineImportDynamoTable(ProtCryomineBase):
         if self.importAs.get() == COORDINATES:
             coords = self._createSetOfCoordinates3D(self.inputTomograms)
             tableToCoordinates(df, coords, index, boxSize=self.boxSize.get())
-            self._defineOutputs(**{ImportDynamoOutputs.coordinates.name: coords})
+            self._defineOutputs(**{ImportTableOutputs.coordinates.name: coords})
             self._defineSourceRelation(self.inputTomograms, coords)
             return
         folder = self.dataFolder.get() or os.path.dirname(os.path.abspath(self.tblFile.get()))
         template = self.fileTemplate.get()
         df[T.IMAGE] = [os.path.abspath(os.path.join(folder, template.format(tag=int(tag)))) for tag in df[T.ITEM_ID]]
         missingImages(df, os.path.basename(self.tblFile.get()))
-        subtomos = self._createSetOfSubTomograms()
-        coords = None
-        if index is not None and all(c in df.columns for c in T.COORDS):
-            coords = self._createSetOfCoordinates3D(self.inputTomograms)
-            coords.setSamplingRate(index.samplingRate)
-            coords.setBoxSize(self.boxSize.get())
-        tableToSubtomograms(df, subtomos, tiltRange=self._tiltRange(), index=index if coords is not None else None,
-                            coordSet=coords)
-        if coords is not None:
-            self._defineOutputs(**{ImportDynamoOutputs.coordinates.name: coords})
-            self._defineSourceRelation(self.inputTomograms, coords)
-            subtomos.setCoordinates3D(coords)
-        self._defineOutputs(**{ImportDynamoOutputs.subtomograms.name: subtomos})
-        if tomos is not None:
-            self._defineSourceRelation(self.inputTomograms, subtomos)
-
-    def _tiltRange(self):
-        values = [float(v) for v in str(self.tiltRange.get() or "").split()]
-        return tuple(values) if len(values) == 2 else None
+        self._defineSubtomogramOutputs(df, index, self.boxSize.get())
 
     # -------------------------- INFO functions -------------------------------
     def _validate(self):
@@ -178,26 +157,8 @@ class ProtCryomineImportDynamoTable(ProtCryomineBase):
             errors.append(f"Volume list not found: {self.volumeList.get()!r}. Give the .vll file or leave it empty.")
         if self.importAs.get() == SUBTOMOGRAMS and "{tag" not in (self.fileTemplate.get() or ""):
             errors.append("'Particle file name' must contain {tag} (e.g. particle_{tag:05d}.mrc).")
-        try:
-            tilt = self._tiltRange()
-        except ValueError:
-            tilt = None
-        if tilt is None or tilt[0] >= tilt[1]:
-            errors.append("'Tilt range' must be two numbers, minimum then maximum, e.g. '-60 60'.")
+        errors += self._tiltRangeErrors()
         return errors
 
-    def _summary(self):
-        summary = []
-        for out in ImportDynamoOutputs:
-            obj = getattr(self, out.name, None)
-            if obj is not None:
-                summary.append(f"{obj.getSize()} {out.name} imported from {self.tblFile.get()} at "
-                               f"{obj.getSamplingRate():.3f} Å/voxel.")
-        return summary or ["Output not ready yet."]
-
-    def _methods(self):
-        out = getattr(self, ImportDynamoOutputs.subtomograms.name, None) or \
-            getattr(self, ImportDynamoOutputs.coordinates.name, None)
-        if out is None:
-            return []
-        return [f"{out.getSize()} particles with orientations were imported from a Dynamo table with CryoMine."]
+    def _sourceFile(self):
+        return self.tblFile.get()

@@ -1,10 +1,8 @@
 """Import a RELION particle STAR file as subtomograms (with orientations) or as 3-D coordinates."""
 
 import os
-from enum import Enum
 
 from pyworkflow.protocol import params
-from tomo.objects import SetOfCoordinates3D, SetOfSubTomograms
 
 from cryomine_core.errors import CryomineError
 from cryomine_core.io import table as T
@@ -13,20 +11,17 @@ from cryomine_scipion.convert_formats import (
     TomogramIndex,
     missingImages,
     tableToCoordinates,
-    tableToSubtomograms,
     unmatchedTomograms,
 )
-from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
-
-SUBTOMOGRAMS, COORDINATES = 0, 1
-
-
-class ImportRelionOutputs(Enum):
-    subtomograms = SetOfSubTomograms
-    coordinates = SetOfCoordinates3D
+from cryomine_scipion.protocols.protocol_import_table import (
+    COORDINATES,
+    SUBTOMOGRAMS,
+    ImportTableOutputs,
+    ProtCryomineImportTableBase,
+)
 
 
-class ProtCryomineImportRelionStar(ProtCryomineBase):
+class ProtCryomineImportRelionStar(ProtCryomineImportTableBase):
     """Import particles from a RELION STAR file, keeping their orientations.
 
     As subtomograms: each row's rlnImageName becomes a SubTomogram whose transform holds the row's
@@ -46,7 +41,7 @@ class ProtCryomineImportRelionStar(ProtCryomineBase):
     """
 
     _label = "import particles from RELION STAR"
-    _possibleOutputs = ImportRelionOutputs
+    _sourceKind = "a RELION STAR file"
 
     # -------------------------- DEFINE param functions -----------------------
     def _defineParams(self, form):
@@ -105,34 +100,15 @@ class ProtCryomineImportRelionStar(ProtCryomineBase):
         index = TomogramIndex(tomos) if tomos is not None else None
         if index is not None and all(c in df.columns for c in T.COORDS):
             unmatchedTomograms(df, index, source)
-        tilt = self._tiltRange()
         if self.importAs.get() == COORDINATES:
             coords = self._createSetOfCoordinates3D(self.inputTomograms)
             tableToCoordinates(df, coords, index, coordSamplingRate=self.coordSamplingRate.get(),
                                boxSize=self.boxSize.get())
-            self._defineOutputs(**{ImportRelionOutputs.coordinates.name: coords})
+            self._defineOutputs(**{ImportTableOutputs.coordinates.name: coords})
             self._defineSourceRelation(self.inputTomograms, coords)
             return
         missingImages(df, source)
-        subtomos = self._createSetOfSubTomograms()
-        coords = None
-        if index is not None and all(c in df.columns for c in T.COORDS):
-            coords = self._createSetOfCoordinates3D(self.inputTomograms)
-            coords.setSamplingRate(index.samplingRate)
-            coords.setBoxSize(_boxOf(df))
-        tableToSubtomograms(df, subtomos, tiltRange=tilt, index=index if coords is not None else None,
-                            coordSet=coords, coordSamplingRate=self.coordSamplingRate.get())
-        if coords is not None:
-            self._defineOutputs(**{ImportRelionOutputs.coordinates.name: coords})
-            self._defineSourceRelation(self.inputTomograms, coords)
-            subtomos.setCoordinates3D(coords)
-        self._defineOutputs(**{ImportRelionOutputs.subtomograms.name: subtomos})
-        if tomos is not None:
-            self._defineSourceRelation(self.inputTomograms, subtomos)
-
-    def _tiltRange(self):
-        values = [float(v) for v in str(self.tiltRange.get() or "").split()]
-        return tuple(values) if len(values) == 2 else None
+        self._defineSubtomogramOutputs(df, index, _boxOf(df), coordSamplingRate=self.coordSamplingRate.get())
 
     # -------------------------- INFO functions -------------------------------
     def _validate(self):
@@ -142,33 +118,16 @@ class ProtCryomineImportRelionStar(ProtCryomineBase):
             errors.append(f"STAR file not found: {star!r}. Give the path of a RELION particle STAR file.")
         if self.importAs.get() == COORDINATES and self.inputTomograms.get() is None:
             errors.append("Importing coordinates needs the tomograms they were picked on: fill 'Tomograms'.")
-        try:
-            tilt = self._tiltRange()
-        except ValueError:
-            tilt = None
-        if tilt is None or tilt[0] >= tilt[1]:
-            errors.append("'Tilt range' must be two numbers, minimum then maximum, e.g. '-60 60'.")
+        errors += self._tiltRangeErrors()
         for name in ("samplingRate", "coordSamplingRate"):
             value = getattr(self, name).get()
             if value is not None and value <= 0:
                 errors.append(f"'{self.getParam(name).label.get()}' must be a positive number of Å (or empty).")
         return errors
 
-    def _summary(self):
-        summary = []
-        for out in ImportRelionOutputs:
-            obj = getattr(self, out.name, None)
-            if obj is not None:
-                summary.append(f"{obj.getSize()} {out.name} imported from {self.starFile.get()} at "
-                               f"{obj.getSamplingRate():.3f} Å/voxel.")
-        return summary or ["Output not ready yet."]
+    def _sourceFile(self):
+        return self.starFile.get()
 
-    def _methods(self):
-        out = getattr(self, ImportRelionOutputs.subtomograms.name, None) or \
-            getattr(self, ImportRelionOutputs.coordinates.name, None)
-        if out is None:
-            return []
-        return [f"{out.getSize()} particles with orientations were imported from a RELION STAR file with CryoMine."]
 
 
 def _boxOf(df):
