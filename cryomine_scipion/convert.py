@@ -197,7 +197,8 @@ def tableToSubtomograms(df, outSet, acquisition, keepTruth=False):
     return outSet
 
 
-def _stem(path):
+def fileStem(path):
+    """File name without folder and last extension (``tomograms/tomo000.mrc`` -> ``tomo000``)."""
     return os.path.splitext(os.path.basename(str(path)))[0]
 
 
@@ -205,7 +206,7 @@ def simulatedTomogramsToScipion(folder, df, acquisition, tomos, labels=None, ins
     """Fill SetOfTomograms (and optionally SetOfTomoMasks of labels and instances) from a
     ``cryomine simulate tomograms`` output folder. The tsId of each tomogram is its file stem."""
     voxel = float(df[T.VOXEL_SIZE].iloc[0])
-    names = sorted(_stem(f) for f in os.listdir(os.path.join(folder, "tomograms")) if f.endswith(".mrc"))
+    names = sorted(fileStem(f) for f in os.listdir(os.path.join(folder, "tomograms")) if f.endswith(".mrc"))
     for target, sub, cls in ((tomos, "tomograms", Tomogram), (labels, "labels", TomoMask),
                              (instances, "instances", TomoMask)):
         if target is None:
@@ -238,7 +239,7 @@ def simulatedCoordinatesToScipion(df, tomos, coords, boxSize):
     rot, _ = table_poses(df)
     matrices = pose_to_scipion_matrix(rot, torch.zeros(len(df), 3, dtype=rot.dtype)).numpy()
     for i, (_, row) in enumerate(df.iterrows()):
-        tomo = byId[_stem(row[T.TOMO])]
+        tomo = byId[fileStem(row[T.TOMO])]
         coord = Coordinate3D()
         coord.setVolume(tomo)
         coord.setPosition(*(float(row[c]) for c in T.COORDS), BOTTOM_LEFT_CORNER)

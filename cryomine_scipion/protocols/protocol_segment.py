@@ -10,7 +10,7 @@ from tomo.constants import BOTTOM_LEFT_CORNER
 from tomo.objects import Coordinate3D, SetOfCoordinates3D, SetOfTomoMasks, TomoMask
 
 from cryomine_core.io import table as T
-from cryomine_scipion.convert import readTable
+from cryomine_scipion.convert import fileStem, readTable
 from cryomine_scipion.plots import writeLabelOverlay
 from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
 
@@ -20,10 +20,6 @@ PREDICTION_DIR, OBJECTS_DIR = "prediction", "objects"
 class SegmentOutputs(Enum):
     labelMasks = SetOfTomoMasks
     coordinates = SetOfCoordinates3D
-
-
-def _stem(path):
-    return os.path.splitext(os.path.basename(str(path)))[0]
 
 
 class ProtCryomineSegment(ProtCryomineBase):
@@ -85,7 +81,7 @@ class ProtCryomineSegment(ProtCryomineBase):
 
     def objectsStep(self):
         tomos = self._tomoFiles()
-        probs = [self._getExtraPath(PREDICTION_DIR, "probabilities", _stem(t) + ".mrc") for t in tomos]
+        probs = [self._getExtraPath(PREDICTION_DIR, "probabilities", fileStem(t) + ".mrc") for t in tomos]
         args = ["--probabilities", *probs, "--classes", self._getExtraPath(PREDICTION_DIR, "segmenter.json"),
                 "--tomograms", *tomos, "--out", self._getExtraPath(OBJECTS_DIR),
                 "--min-solidity", self.minSolidity.get(), "--min-voxels", self.minVoxels.get()]
@@ -94,7 +90,7 @@ class ProtCryomineSegment(ProtCryomineBase):
         self.runCore("segment objects", args)
 
     def createOutputStep(self):
-        tomos = {_stem(t.getFileName()): t.clone() for t in self.inputTomograms.get().iterItems()}
+        tomos = {fileStem(t.getFileName()): t.clone() for t in self.inputTomograms.get().iterItems()}
         rate = self.inputTomograms.get().getSamplingRate()
         masks = self._createSet(SetOfTomoMasks, "tomomasks%s.sqlite", "labels")
         masks.setSamplingRate(rate)
@@ -120,7 +116,7 @@ class ProtCryomineSegment(ProtCryomineBase):
             coords.setBoxSize(self.boxSize.get())
             for _, row in rows.iterrows():
                 coord = Coordinate3D()
-                coord.setVolume(tomos[_stem(row[T.TOMO])])
+                coord.setVolume(tomos[fileStem(row[T.TOMO])])
                 coord.setPosition(*(float(row[c]) for c in T.COORDS), BOTTOM_LEFT_CORNER)
                 coord.setGroupId(int(row[T.CLASS]))
                 coord.setScore(float(row[T.SCORE]))
@@ -145,7 +141,7 @@ class ProtCryomineSegment(ProtCryomineBase):
     # -------------------------- INFO functions -------------------------------
     def resultPlots(self):
         """Figures the core wrote, as (title, path), for the viewer."""
-        return [(f"Segmentation of {_stem(t)}", self._getExtraPath(OBJECTS_DIR, f"overlay_{_stem(t)}.png"))
+        return [(f"Segmentation of {fileStem(t)}", self._getExtraPath(OBJECTS_DIR, f"overlay_{fileStem(t)}.png"))
                 for t in self._tomoFiles()]
 
     def _validate(self):
