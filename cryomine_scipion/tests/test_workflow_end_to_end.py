@@ -35,15 +35,11 @@ MATCH_VOXELS = 4.0  # an extracted coordinate "is" a planted particle when withi
 
 
 def _consensus_errors(r_true, r_est):
-    """Angular distance (deg) of each R_true_iᵀ R_est_i from their chordal mean (see test_workflow_align)."""
-    from cryomine_core.geometry import rotation_angle_deg
+    """Rotation error (deg) of each particle once the one global rotation is removed (core's pose_errors)."""
+    from cryomine_core.align.evaluate import pose_errors
 
-    g = r_true.transpose(-1, -2) @ r_est
-    u, _, vt = torch.linalg.svd(g.mean(0))
-    mean = u @ vt
-    if torch.det(mean) < 0:
-        mean = u @ torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=u.dtype)) @ vt
-    return rotation_angle_deg(g, mean.expand_as(g))
+    zeros = torch.zeros(r_true.shape[0], 3, dtype=r_true.dtype)
+    return pose_errors(r_est, zeros, r_true, zeros)[0]
 
 
 class TestCryomineEndToEnd(BaseTest):
