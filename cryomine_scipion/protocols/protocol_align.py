@@ -151,9 +151,10 @@ class ProtCryomineAlign(ProtCryomineAlignBase):
     Scoring is constrained correlation over the Fourier region both volumes observed (Förster et
     al. 2008; Xu, Beck and Alber 2012): each subtomogram's missing wedge comes from its tilt range,
     so the wedge itself never drives the alignment. The search is global over a uniform grid of
-    rotations with an FFT translational search, followed by local refinement below a degree and a
-    voxel. Without a reference the first one is built from the data (reference-free). The set is
-    split into two independent halves refined separately; their FSC gives the resolution at 0.143
+    rotations, each with an exhaustive search over all shifts up to the maximum, followed by local
+    refinement below a degree and a voxel. Without a reference the first one is built from the data
+    (reference-free). The set is split into two halves refined separately (if they settle in
+    different frames, the second is registered onto the first, as the log says); their FSC gives the resolution at 0.143
     (and 0.5), and the final average is wedge-compensated (Fourier weighting by coverage).
 
     Outputs: the subtomograms with their transforms in Scipion's convention (RELION and Dynamo
