@@ -154,8 +154,8 @@ class ProtCryomineAlign(ProtCryomineAlignBase):
     rotations, each with an exhaustive search over all shifts up to the maximum, followed by local
     refinement below a degree and a voxel. Without a reference the first one is built from the data
     (reference-free). The set is split into two halves refined separately (if they settle in
-    different frames, the second is registered onto the first, as the log says); their FSC gives the resolution at 0.143
-    (and 0.5), and the final average is wedge-compensated (Fourier weighting by coverage).
+    different frames, the second is registered onto the first, as the log says); their FSC gives
+    the resolution at 0.143 (and 0.5), and the final average is wedge-compensated (Fourier weighting by coverage).
 
     Outputs: the subtomograms with their transforms in Scipion's convention (RELION and Dynamo
     protocols can continue from them) and the average with its two half maps. "Analyze results"
