@@ -84,6 +84,8 @@ def register(sub) -> None:
     q.add_argument("--blend", type=int, default=8, help="overlap of the kept tile regions, blended (default 8)")
     q.add_argument("--no-probabilities", dest="probabilities", action="store_false",
                    help="write only the label maps")
+    q.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average the probabilities over the 4 flips in x and y (4x slower)")
     add_device_argument(q)
     q.set_defaults(func=run_predict)
 
@@ -111,6 +113,9 @@ def register(sub) -> None:
     o.add_argument("--max-voxels", type=int, default=None, help="drop objects larger than this (default: none)")
     o.add_argument("--split-factor", type=float, default=1.4,
                    help="never split a component up to this many times its class's typical volume (default 1.4)")
+    o.add_argument("--min-size-fraction", type=float, default=0.1,
+                   help="drop objects smaller than this fraction of their class's typical volume (segmenter.json; "
+                        "default 0.1; 0: off): specks of noise voted into a large class")
     o.add_argument("--no-expected", dest="use_expected", action="store_false",
                    help="ignore the typical object volumes of segmenter.json")
     o.add_argument("--classifier", default=None,
@@ -120,6 +125,9 @@ def register(sub) -> None:
     o.add_argument("--truth-instances", nargs="+", default=[], help="ground-truth instance maps, one per tomogram")
     o.add_argument("--truth-labels", nargs="+", default=[], help="ground-truth label maps for voxel Dice")
     o.add_argument("--dilate", type=int, default=0, help="grow true occupancies by N voxels when matching (default 0)")
+    o.add_argument("--no-fill-cavities", dest="fill_cavities", action="store_false",
+                   help="do not count a true particle's enclosed cavities as its occupancy when matching (by default "
+                        "they count: a hollow complex's centre lies in its cavity)")
     add_device_argument(o)
     o.set_defaults(func=run_objects)
 
@@ -145,7 +153,7 @@ def run_predict(args) -> int:
     from cryomine_core.segment.predicting import predict_tomograms
 
     metrics = predict_tomograms(args.model, args.tomograms, args.out, tile=args.tile, margin=args.margin,
-                                blend=args.blend, device=args.device, probabilities=args.probabilities)
+                                blend=args.blend, device=args.device, probabilities=args.probabilities, tta=args.tta)
     print(json.dumps({"seconds_per_tomogram": metrics["seconds_per_tomogram"], "device": metrics["device"],
                       "tomograms": [t["name"] for t in metrics["tomograms"]]}))
     return 0
@@ -156,11 +164,13 @@ def run_objects(args) -> int:
     from cryomine_core.segment.objects import find_objects
 
     params = GroupingParams(min_solidity=args.min_solidity, neck_ratio=args.neck_ratio, peak_radius=args.peak_radius,
-                            min_voxels=args.min_voxels, max_voxels=args.max_voxels, split_factor=args.split_factor)
+                            min_voxels=args.min_voxels, max_voxels=args.max_voxels, split_factor=args.split_factor,
+                            min_size_fraction=args.min_size_fraction)
     metrics = find_objects(args.out, labels=args.labels or (), probabilities=args.probabilities or (),
                            classes=args.classes, tomograms=args.tomograms, stuff_classes=args.stuff, params=params,
                            use_expected=args.use_expected, truth_table=args.truth_table,
                            truth_instances=args.truth_instances, truth_labels=args.truth_labels, dilate=args.dilate,
+                           fill_cavities=args.fill_cavities,
                            classifier=args.classifier, device=args.device)
     summary = {"n_objects": metrics["n_objects"], "counts": metrics["counts"]}
     if "objects" in metrics:

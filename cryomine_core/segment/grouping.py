@@ -11,7 +11,9 @@
    With ``expected_voxels`` (typical object volume per class, e.g. from the training labels), a
    component no larger than ``split_factor`` times its class's typical volume is never split,
    and parts smaller than ``min_part_fraction`` of it are merged into their best neighbour.
-3. Objects outside ``[min_voxels, max_voxels]`` are dropped.
+3. Objects outside ``[min_voxels, max_voxels]`` are dropped, and, with ``expected_voxels``, objects
+   smaller than ``min_size_fraction`` times the typical volume of the class they are given
+   (specks of noise voted into a large class are not that complex).
 4. Per object: centre (voxel centroid, xyz voxels, 0-based array indices), volume (voxels),
    class (the object class with the largest mean probability over the object's voxels, or the
    majority of voxel labels when no probabilities are given) and confidence (that mean
@@ -45,6 +47,7 @@ class GroupingParams:
     max_voxels: int | None = None
     split_factor: float = 1.4
     min_part_fraction: float = 0.25
+    min_size_fraction: float = 0.1
 
 
 def solidity(mask: np.ndarray) -> float:
@@ -221,6 +224,8 @@ def group_objects(labels: np.ndarray, object_classes: Sequence[int], *, probabil
             idx = np.argwhere(region)
             centre = idx.mean(axis=0) + np.array([s.start for s in sl])
             c, conf = vote(sl, region)
+            if p.min_size_fraction > 0 and nv < p.min_size_fraction * expected_voxels.get(c, 0.0):
+                continue
             oid = len(objects) + 1
             instances[sl][region] = oid
             objects.append({"id": oid, "x": float(centre[2]), "y": float(centre[1]), "z": float(centre[0]),

@@ -118,7 +118,7 @@ def find_objects(out_dir: str | os.PathLike, *, labels: Sequence[str | os.PathLi
                  tomograms: Sequence[str | os.PathLike] = (), stuff_classes: Sequence[str] = ("membrane",),
                  params: GroupingParams | None = None, use_expected: bool = True,
                  truth_table: str | os.PathLike | None = None, truth_instances: Sequence[str | os.PathLike] = (),
-                 truth_labels: Sequence[str | os.PathLike] = (), dilate: int = 0,
+                 truth_labels: Sequence[str | os.PathLike] = (), dilate: int = 0, fill_cavities: bool = True,
                  classifier: str | os.PathLike | None = None, device: str = "auto") -> dict:
     """Group predicted maps into objects and write the outputs listed in the module docstring.
 
@@ -132,6 +132,8 @@ def find_objects(out_dir: str | os.PathLike, *, labels: Sequence[str | os.PathLi
         truth_table / truth_instances / truth_labels: ground truth for the evaluation (simulator
             ``particles.star``, ``instances/`` and ``labels/`` maps), one map per tomogram.
         dilate: grow the true occupancies by this many voxels for the object evaluation.
+        fill_cavities: count a particle's enclosed cavities as part of its occupancy (the centre of a
+            hollow complex lies in its cavity; :func:`~.evaluate.fill_cavities`).
         classifier: a ``model.pt`` of ``cryomine classify train``: objects get its class (step 3).
     """
     maps = list(probabilities) or list(labels)
@@ -207,7 +209,7 @@ def find_objects(out_dir: str | os.PathLike, *, labels: Sequence[str | os.PathLi
             obj_names = {k: names[k] for k in object_idx}
             ev = match_objects(df[list(T.COORDS)].to_numpy() if len(df) else np.zeros((0, 3)),
                                [int(o["class_index"]) for o in objs], [o["confidence"] for o in objs],
-                               ti.astype(np.int64), tc, obj_names, dilate=dilate)
+                               ti.astype(np.int64), tc, obj_names, dilate=dilate, fill=fill_cavities)
             rec["objects"] = ev
             evals.append(ev)
         per_tomo.append(rec)
@@ -259,4 +261,4 @@ def pool_evaluations(evals: Sequence[Mapping]) -> dict:
             "per_class": {n: pooled(lambda e, n=n: e["per_class"][n]) for n in names},
             "overall": pooled(lambda e: e["overall"]),
             "classification_accuracy": (correct / matched) if matched else None, "n_matched": matched,
-            "dilate": evals[0].get("dilate", 0)}
+            "dilate": evals[0].get("dilate", 0), "fill_cavities": evals[0].get("fill_cavities", False)}

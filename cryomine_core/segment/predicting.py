@@ -32,7 +32,23 @@ from cryomine_core.segment.tiling import predict_probabilities
 
 log = logging.getLogger("cryomine")
 
-__all__ = ["predict_tomograms", "segmenter_info"]
+__all__ = ["predict_tomograms", "segmenter_info", "flip_averaged_probabilities"]
+
+#: flips of the x and y axes (array axes 2 and 1) used by the test-time augmentation
+FLIPS = ((), (2,), (1,), (1, 2))
+
+
+def flip_averaged_probabilities(model, volume: np.ndarray, **kwargs) -> np.ndarray:
+    """Probabilities ``(C, Z, Y, X)`` averaged over the four flips of the tomogram ``(Z, Y, X)`` in x and y
+    (the flips used as training augmentation; z is never flipped in training). Four times the cost of
+    :func:`~.tiling.predict_probabilities`, whose keyword arguments it takes."""
+    acc = None
+    for axes in FLIPS:
+        v = np.flip(volume, axes) if axes else volume
+        prob = predict_probabilities(model, np.ascontiguousarray(v), **kwargs)
+        prob = np.flip(prob, tuple(a + 1 for a in axes)) if axes else prob
+        acc = prob.copy() if acc is None else acc + prob
+    return acc / len(FLIPS)
 
 
 def segmenter_info(meta: dict) -> dict:
@@ -45,8 +61,11 @@ def segmenter_info(meta: dict) -> dict:
 
 def predict_tomograms(model_path: str | os.PathLike, tomograms: Sequence[str | os.PathLike],
                       out_dir: str | os.PathLike, *, tile: int = 256, margin: int | None = None, blend: int = 8,
-                      device: str = "auto", probabilities: bool = True) -> dict:
-    """Segment every tomogram with the model of ``model_path``; write the maps; return the metrics."""
+                      device: str = "auto", probabilities: bool = True, tta: bool = False) -> dict:
+    """Segment every tomogram with the model of ``model_path``; write the maps; return the metrics.
+
+    ``tta``: average the probabilities over the four x/y flips of each tomogram
+    (:func:`flip_averaged_probabilities`; 4x slower)."""
     if not tomograms:
         raise CryomineError("no tomogram given: pass --tomograms.")
     stems = [Path(t).stem for t in tomograms]
@@ -64,7 +83,8 @@ def predict_tomograms(model_path: str | os.PathLike, tomograms: Sequence[str | o
             log.warning("%s: %.3f Å/voxel but the model was trained at %.3f Å/voxel; rescale the tomogram for "
                         "reliable results", path, vs, meta["voxel_size"])
         t0 = time.perf_counter()
-        prob = predict_probabilities(model, vol, tile=tile, margin=margin, blend=blend, device=dev)
+        predict = flip_averaged_probabilities if tta else predict_probabilities
+        prob = predict(model, vol, tile=tile, margin=margin, blend=blend, device=dev)
         seconds = time.perf_counter() - t0
         labels = values[prob.argmax(0)]
         write_mrc(out / "labels" / f"{stem}.mrc", labels, vs or meta["voxel_size"], dtype=np.int16)
@@ -78,7 +98,7 @@ def predict_tomograms(model_path: str | os.PathLike, tomograms: Sequence[str | o
     classes = {str(v): n for v, n in zip(meta["class_values"], meta["class_names"])}
     atomic_write_text(out / "classes.json", json.dumps(classes, indent=2))
     atomic_write_text(out / "segmenter.json", json.dumps(segmenter_info(meta), indent=2))
-    metrics = {"model": str(model_path), "device": str(dev), "tile": tile, "margin": margin, "blend": blend,
+    metrics = {"model": str(model_path), "device": str(dev), "tile": tile, "margin": margin, "blend": blend, "tta": tta,
                "receptive_radius": model.receptive_radius, "class_names": meta["class_names"],
                "seconds_per_tomogram": float(np.mean([t["seconds"] for t in per_tomo])), "tomograms": per_tomo}
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))

@@ -12,7 +12,7 @@ import torch
 from cryomine_core.errors import CryomineError, InputFileError
 from cryomine_core.io import table as T
 from cryomine_core.io.mrc import read_mrc, write_mrc
-from cryomine_core.segment.evaluate import dice_per_class, match_objects
+from cryomine_core.segment.evaluate import dice_per_class, fill_cavities, match_objects
 from cryomine_core.segment.grouping import group_objects, solidity
 from cryomine_core.segment.network import UNet3D
 from cryomine_core.segment.tiling import predict_probabilities, tile_starts
@@ -120,6 +120,20 @@ def test_tiled_inference_equals_whole_volume(depth, tile):
     assert (short.argmax(0) == whole.argmax(0)).mean() > 0.95
 
 
+def test_flip_averaged_probabilities_are_flip_equivariant():
+    from cryomine_core.segment.predicting import flip_averaged_probabilities
+
+    net = _random_eval_net(2)
+    vol = np.random.default_rng(0).standard_normal((12, 20, 24)).astype(np.float32)
+    p = flip_averaged_probabilities(net, vol, tile=32)
+    assert p.shape == (3, 12, 20, 24) and np.allclose(p.sum(0), 1.0, atol=1e-5)
+    plain = predict_probabilities(net, vol, tile=32)
+    assert not np.allclose(p, plain, atol=1e-4)  # the flips do change a random network's output
+    for axes in ((2,), (1,), (1, 2)):  # flipping the input flips the averaged output, exactly
+        q = flip_averaged_probabilities(net, np.ascontiguousarray(np.flip(vol, axes)), tile=32)
+        assert np.allclose(np.flip(q, tuple(a + 1 for a in axes)), p, atol=1e-5)
+
+
 @pytest.mark.parametrize("size", [5, 64, 100, 161, 333])
 def test_tile_starts_cover_and_align(size):
     spans = tile_starts(size, 64, 12, 8, 4)
@@ -162,6 +176,41 @@ def test_object_metrics_shifted_missing_duplicate_wrong_class():
     # right place, wrong class: localisation counts it, the class figures do not
     ev3 = match_objects(centres[:1], [2], [1.0], inst, tc, {1: "a", 2: "b"})
     assert ev3["localisation"]["tp"] == 1 and ev3["overall"]["tp"] == 0 and ev3["classification_accuracy"] == 0.0
+
+
+def test_hollow_particle_centre_hits_its_filled_occupancy():
+    shape = (24, 24, 48)
+    inst = np.zeros(shape, dtype=np.int64)
+    shell = _ball(shape, (12, 12, 12), 8) & ~_ball(shape, (12, 12, 12), 4)  # enclosed cavity of radius 4
+    inst[shell] = 1
+    tube = _ball(shape, (34, 12, 12), 8)
+    z, y, x = _grid(shape)
+    tube &= (y - 12) ** 2 + (z - 12) ** 2 > 9  # a channel open at both ends: not a cavity
+    inst[tube] = 2
+    inst[12, 12, 12] = 0
+    filled = fill_cavities(inst)
+    assert filled[12, 12, 12] == 1 and np.all(filled[_ball(shape, (12, 12, 12), 8)] == 1)
+    assert filled[12, 12, 34] == 0 and np.array_equal(filled == 2, inst == 2)
+    centres, tc = np.array([[12.0, 12.0, 12.0], [34.0, 12.0, 12.0]]), {1: 1, 2: 1}
+    old = match_objects(centres, [1, 1], [1.0, 0.9], inst, tc, {1: "a"}, fill=False)
+    assert old["localisation"]["tp"] == 0  # the true centres miss their own (hollow) particles
+    new = match_objects(centres, [1, 1], [1.0, 0.9], inst, tc, {1: "a"})
+    assert new["localisation"]["tp"] == 1 and new["fill_cavities"] is True  # the open channel still misses
+
+
+def test_specks_smaller_than_a_fraction_of_the_class_volume_are_dropped():
+    from cryomine_core.segment.grouping import GroupingParams
+
+    shape = (24, 24, 48)
+    labels = np.zeros(shape, dtype=np.int64)
+    labels[_ball(shape, (12, 12, 12), 7)] = 1  # ~1400 voxels, a whole large complex
+    labels[_ball(shape, (34, 12, 12), 2)] = 1  # 33-voxel speck voted into the same class
+    labels[_ball(shape, (34, 4, 4), 2)] = 2  # same size, but a typical object of small class 2
+    expected = {1: float((labels == 1).sum()), 2: 40.0}
+    _, kept = group_objects(labels, [1, 2], expected_voxels=expected, params=GroupingParams(min_size_fraction=0.0))
+    assert len(kept) == 3  # 0 turns it off
+    _, kept = group_objects(labels, [1, 2], expected_voxels=expected)  # default 0.1
+    assert sorted((o["class_index"], o["voxels"] > 100) for o in kept) == [(1, True), (2, False)]
 
 
 def test_dice():

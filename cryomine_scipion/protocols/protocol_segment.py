@@ -53,6 +53,11 @@ class ProtCryomineSegment(ProtCryomineBase):
                            "particles) are split into convex parts by a distance-transform watershed.")
         form.addParam("minVoxels", params.IntParam, default=8, validators=[params.GE(1)],
                       label="Smallest object (voxels)", help="Objects with fewer voxels are dropped as noise.")
+        form.addParam("minSizeFraction", params.FloatParam, default=0.0, validators=[params.Range(0.0, 1.0)],
+                      label="Smallest object (fraction of its class)",
+                      help="Objects smaller than this fraction of their class's typical volume (measured on the "
+                           "training labels) are dropped: specks of noise voted into a large class. 0: off; "
+                           "0.1 (the command line's default) removes most such false positives.")
         form.addParam("maxVoxels", params.IntParam, allowsNull=True, default=None, label="Largest object (voxels)",
                       help="Objects with more voxels are dropped (empty: no limit).")
         form.addParam("boxSize", params.IntParam, default=40, validators=[params.GT(3)],
@@ -84,7 +89,8 @@ class ProtCryomineSegment(ProtCryomineBase):
         probs = [self._getExtraPath(PREDICTION_DIR, "probabilities", fileStem(t) + ".mrc") for t in tomos]
         args = ["--probabilities", *probs, "--classes", self._getExtraPath(PREDICTION_DIR, "segmenter.json"),
                 "--tomograms", *tomos, "--out", self._getExtraPath(OBJECTS_DIR),
-                "--min-solidity", self.minSolidity.get(), "--min-voxels", self.minVoxels.get()]
+                "--min-solidity", self.minSolidity.get(), "--min-voxels", self.minVoxels.get(),
+                "--min-size-fraction", self.minSizeFraction.get()]
         if self.maxVoxels.get():
             args += ["--max-voxels", self.maxVoxels.get()]
         self.runCore("segment objects", args)
