@@ -16,7 +16,8 @@ particle's occupancy, enclosed cavities included, each particle matched once;
 before), classification accuracy of the localised objects by the voxel vote and by the sub-volume
 CNN (``compact3d`` pre-trained on sub-volumes at the true centres of separate simulated
 tomograms), seconds per tomogram, and the time to segment a 512 x 512 x 200 tomogram (predict +
-objects). Ends with one JSON line.
+objects). ``membrane_recall_by_orientation``: the membrane's recall binned by the angle of its normal to
+the beam (normals within 30 degrees of it lie in the missing wedge). Ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -63,6 +64,25 @@ def _classes(structures_dir: str | None, small: bool) -> tuple[list[str], dict[s
 def _pool(per_class: dict, names: list[str]) -> dict:
     sel = [per_class[n] for n in names if n in per_class]
     return prf(sum(r["tp"] for r in sel), sum(r["n_predicted"] for r in sel), sum(r["n_true"] for r in sel))
+
+
+def _membrane_by_orientation(pred_dir: Path, sim_dir: Path, tomos, value: int) -> list[dict]:
+    """Membrane recall per orientation bin (``recall_by_orientation``), pooled over the test tomograms."""
+    from cryomine_core.segment.evaluate import recall_by_orientation
+
+    pooled: list[dict] = []
+    for tomo in tomos:
+        pred = read_mrc(pred_dir / f"labels/{tomo.stem}.mrc")[0] == value
+        true = read_mrc(sim_dir / f"labels/{tomo.stem}.mrc")[0] == value
+        for k, row in enumerate(recall_by_orientation(pred, true)):
+            hits = (row["recall"] or 0.0) * row["true_voxels"]
+            if k == len(pooled):
+                pooled.append({"cos_min": row["cos_min"], "cos_max": row["cos_max"], "true_voxels": 0, "hits": 0.0})
+            pooled[k]["true_voxels"] += row["true_voxels"]
+            pooled[k]["hits"] += hits
+    total = max(sum(r["true_voxels"] for r in pooled), 1)
+    return [{"cos_min": r["cos_min"], "cos_max": r["cos_max"], "fraction": round(r["true_voxels"] / total, 4),
+             "recall": round(r["hits"] / r["true_voxels"], 4) if r["true_voxels"] else None} for r in pooled]
 
 
 def _evaluate_table(objects_star, sim_dir: Path, tomos, names: list[str], dilate: int, classes=None,
@@ -172,6 +192,10 @@ def main(argv=None) -> int:
     result["f1_per_class"] = {n: r["f1"] for n, r in ev["per_class"].items()}
     result["f1_groups"] = {g: _pool(ev["per_class"], members)["f1"] for g, members in groups.items()}
     result["classification_accuracy_voxel_vote"] = ev["classification_accuracy"]
+    membrane = [v for v, n in classes.items() if n.lower() == "membrane"]
+    if membrane:  # |cos| of the membrane normal to the beam; > 0.866: in the missing wedge (+-60 degree tilts)
+        result["membrane_recall_by_orientation"] = _membrane_by_orientation(work / "pred", sims["test"], tomos,
+                                                                            membrane[0])
     old = _evaluate_table(work / "objects/objects.star", sims["test"], tomos, names, 0, fill=False)
     result["unfilled_occupancy"] = {"f1_localisation": old["localisation"]["f1"],
                                     "f1_overall_classwise": old["overall"]["f1"],

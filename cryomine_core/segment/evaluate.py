@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["dice_per_class", "prf", "match_objects", "dilate_instances", "fill_cavities"]
+__all__ = ["dice_per_class", "prf", "match_objects", "dilate_instances", "fill_cavities", "recall_by_orientation"]
 
 
 def dice_per_class(pred: np.ndarray, true: np.ndarray, class_names: Mapping[int, str],
@@ -42,6 +42,32 @@ def dice_per_class(pred: np.ndarray, true: np.ndarray, class_names: Mapping[int,
         p, t = pred == c, true == c
         den = int(p.sum()) + int(t.sum())
         out[str(name)] = None if den == 0 else float(2.0 * np.count_nonzero(p & t) / den)
+    return out
+
+
+def recall_by_orientation(pred: np.ndarray, true: np.ndarray, bins=(0.0, 0.5, 0.866, 1.0),
+                          sigma: float = 2.0) -> list[dict]:
+    """Recall of a thin class (a membrane) binned by the orientation of its surface, a diagnostic of the
+    missing wedge.
+
+    ``pred``, ``true``: boolean ``(Z, Y, X)`` masks. The surface normal at a true voxel is the gradient
+    of the true mask smoothed with a Gaussian of ``sigma`` voxels; ``|cos|`` of its angle to z (the
+    beam) is binned by ``bins``. With a +-60 degree tilt range, normals within 30 degrees of the beam
+    (``|cos| > 0.866``) lie in the missing wedge: such membrane is absent from the data.
+    Returns one ``{"cos_min", "cos_max", "true_voxels", "fraction", "recall"}`` per bin.
+    """
+    true = np.asarray(true, dtype=bool)
+    g = np.gradient(ndimage.gaussian_filter(true.astype(np.float32), sigma))
+    norm = np.sqrt(g[0] ** 2 + g[1] ** 2 + g[2] ** 2)
+    cos = np.abs(g[0]) / np.maximum(norm, 1e-12)
+    n_all = max(int(true.sum()), 1)
+    out = []
+    for k, (lo, hi) in enumerate(zip(bins[:-1], bins[1:])):
+        top = cos <= hi if k == len(bins) - 2 else cos < hi
+        sel = true & (cos >= lo) & top
+        n = int(sel.sum())
+        out.append({"cos_min": float(lo), "cos_max": float(hi), "true_voxels": n, "fraction": n / n_all,
+                    "recall": (int(np.count_nonzero(pred[sel])) / n) if n else None})
     return out
 
 

@@ -213,6 +213,21 @@ def test_specks_smaller_than_a_fraction_of_the_class_volume_are_dropped():
     assert sorted((o["class_index"], o["voxels"] > 100) for o in kept) == [(1, True), (2, False)]
 
 
+def test_recall_by_orientation_separates_caps_from_walls():
+    from cryomine_core.segment.evaluate import recall_by_orientation
+
+    shape = (40, 40, 40)
+    z, y, x = _grid(shape)
+    r = np.sqrt((x - 20.0) ** 2 + (y - 20.0) ** 2 + (z - 20.0) ** 2)
+    shell = np.abs(r - 14) <= 2
+    cosz = np.abs(z - 20.0) / np.maximum(r, 1e-9)
+    walls = shell & (cosz < 0.5)  # a prediction that finds only the membrane seen edge-on
+    rows = recall_by_orientation(walls, shell)
+    assert [round(sum(q["fraction"] for q in rows), 6)] == [1.0]
+    assert rows[0]["recall"] > 0.95 and rows[2]["recall"] < 0.05  # caps (normal along z) missed
+    assert recall_by_orientation(shell, shell)[2]["recall"] == 1.0
+
+
 def test_dice():
     a = np.array([0, 1, 1, 2, 2, 0])
     b = np.array([0, 1, 0, 2, 2, 2])
