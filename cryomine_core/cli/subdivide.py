@@ -68,6 +68,13 @@ def register(sub) -> None:
                    help="merge clusters whose averages correlate at least this much at --merge-resolution "
                         "(needs --align-clusters; default: no merging)")
     p.add_argument("--merge-resolution", type=float, default=30.0, help="resolution of that comparison, Å (30)")
+    p.add_argument("--reassign", type=int, default=0, metavar="N",
+                   help="reference-free classification: N rounds in which every subtomogram is aligned against all "
+                        "cluster averages and moved to the best-fitting one, then the averages are rebuilt (needs "
+                        "--align-clusters; 0 = off; 5 is a good start). Corrects the feature clusters, most of all "
+                        "for structures the network never saw")
+    p.add_argument("--reassign-resolution", type=float, default=None, metavar="A",
+                   help="finest detail used to re-assign, Å (default: 0.45 cycles/voxel = 2.2 x the voxel size)")
     p.add_argument("--rounds", type=int, default=3, help="unsupervised: training rounds (default 3)")
     p.add_argument("--epochs", type=int, default=5, help="unsupervised: epochs per round (default 5)")
     p.add_argument("--batch-size", type=int, default=64, help="subtomograms per feature batch (default 64)")
@@ -88,7 +95,9 @@ def _run(args) -> int:
         pca_components=args.pca_components, align_clusters=args.align_clusters,
         align_iterations=args.align_iterations, angular_step=args.angular_step, max_shift=args.max_shift,
         split=args.split, split_ratio=args.split_ratio, merge_threshold=args.merge_threshold,
-        merge_resolution=args.merge_resolution, rounds=args.rounds, epochs=args.epochs, batch_size=args.batch_size,
+        merge_resolution=args.merge_resolution, reassign=args.reassign,
+        reassign_resolution=args.reassign_resolution, rounds=args.rounds, epochs=args.epochs,
+        batch_size=args.batch_size,
         device=args.device, seed=args.seed, minibatch=minibatch, plots=not args.no_plots)
     summary = {k: metrics[k] for k in ("n", "n_clusters", "cluster_sizes")}
     if "vs_input_labels" in metrics:

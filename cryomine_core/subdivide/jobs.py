@@ -38,6 +38,7 @@ from cryomine_core.subdivide import report
 from cryomine_core.subdivide.cluster import METHODS, cluster_features
 from cryomine_core.subdivide.evaluate import clustering_scores
 from cryomine_core.subdivide.features import model_features, open_features, rif_dimension, rif_features, table_dataset
+from cryomine_core.subdivide.reassign import reassign_by_alignment
 from cryomine_core.subdivide.refine import (
     cluster_averages,
     default_settings,
@@ -78,7 +79,8 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
                   max_clusters: int = 10, method: str = "gmm", covariance: str = "diag", pca_components: int = 8,
                   align_clusters: bool = False, align_iterations: int = 3, angular_step: float = 15.0,
                   max_shift: float | None = None, split: bool = False, split_ratio: float = 0.8,
-                  merge_threshold: float | None = None, merge_resolution: float = 30.0, rounds: int = 3,
+                  merge_threshold: float | None = None, merge_resolution: float = 30.0, reassign: int = 0,
+                  reassign_resolution: float | None = None, rounds: int = 3,
                   epochs: int = 5, batch_size: int = 64, device: str = "auto", seed: int = 0,
                   minibatch: bool | str = "auto", plots: bool = True) -> dict:
     """Subdivide the subtomograms of ``table`` into clusters; write the outputs to ``out_dir``.
@@ -94,6 +96,10 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
             ``angular_step`` degrees, ``max_shift`` voxels); otherwise averages use the table's
             poses when it has them, and no averages are written when it has none.
         split: split clusters whose mean alignment score < ``split_ratio`` x median (needs alignment).
+        reassign: iterations of reference-free classification after clustering (0: none): every
+            subtomogram is aligned against all cluster averages and moved to the best-fitting one
+            (:func:`.reassign.reassign_by_alignment`, detail up to ``reassign_resolution`` Å,
+            default 0.45 cycles/voxel); needs ``align_clusters``.
         merge_threshold: merge clusters whose averages correlate at ``merge_resolution`` Å at least
             this much (None: no merging).
 
@@ -117,8 +123,11 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
         raise CryomineError(f"--method {method}: use one of {', '.join(METHODS)}.")
     if merge_threshold is not None and not -1 <= merge_threshold <= 1:
         raise CryomineError(f"--merge-threshold {merge_threshold}: give a correlation in [-1, 1].")
-    if (split or merge_threshold is not None) and not align_clusters:
-        raise CryomineError("--split and --merge-threshold judge the per-cluster alignment: add --align-clusters.")
+    if (split or merge_threshold is not None or reassign) and not align_clusters:
+        raise CryomineError("--split, --merge-threshold and --reassign work on the per-cluster reference-free "
+                            "averages: add --align-clusters.")
+    if reassign < 0:
+        raise CryomineError(f"--reassign {reassign}: give 0 (off) or a number of iterations.")
     dev = select_device(device)
     seed_everything(seed)
     src = str(table)
@@ -171,7 +180,7 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
     labels, k = result.labels.copy(), result.n_clusters
 
     avg = None
-    split_info = merge_info = None
+    split_info = merge_info = reassign_info = None
     t0 = time.perf_counter()
     if align_clusters or has_poses(df):
         settings = default_settings(box[0], iterations=align_iterations, angular_step=angular_step,
@@ -184,6 +193,14 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
             if done:
                 labels, k = new, int(new.max()) + 1
                 avg = cluster_averages(df, labels, k, voxel_size, align=True, settings=settings, device=dev)
+        if reassign and k > 1:
+            ra = reassign_by_alignment(df, labels, avg.volumes, voxel_size, settings, iterations=reassign,
+                                       resolution_A=reassign_resolution, device=dev)
+            reassign_info = {"iterations": reassign, "band_A": ra.band_A, "moved_fraction": ra.moved,
+                             "clusters_before": k, "clusters_after": ra.n_clusters, "history": ra.history}
+            log.info("re-assignment moved %.1f %% of the subtomograms; %d clusters", 100 * ra.moved, ra.n_clusters)
+            labels, k = ra.labels, ra.n_clusters
+            avg = cluster_averages(df, labels, k, voxel_size, align=True, settings=settings, device=dev)
         if merge_threshold is not None and k > 1:
             mapping, pairs = merge_similar(avg.volumes, avg.counts, voxel_size, threshold=merge_threshold,
                                            resolution=merge_resolution)
@@ -193,6 +210,13 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
             if int(mapping.max()) + 1 < k:
                 labels, k = mapping[labels], int(mapping.max()) + 1
                 avg = cluster_averages(df, labels, k, voxel_size, align=True, settings=settings, device=dev)
+                if reassign and k > 1:  # members of the merged clusters compete again against the new averages
+                    ra = reassign_by_alignment(df, labels, avg.volumes, voxel_size, settings, iterations=reassign,
+                                               resolution_A=reassign_resolution, device=dev)
+                    reassign_info["after_merge"] = {"moved_fraction": ra.moved, "clusters_after": ra.n_clusters,
+                                                    "history": ra.history}
+                    labels, k = ra.labels, ra.n_clusters
+                    avg = cluster_averages(df, labels, k, voxel_size, align=True, settings=settings, device=dev)
     else:
         log.warning("%s has no poses and --align-clusters was not given: no cluster averages written", src)
     timings["averages"] = time.perf_counter() - t0
@@ -238,7 +262,7 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
                      "counts": {str(j + 1): int(avg.counts[j]) for j in range(k)} if avg is not None else {},
                      "resolution_0143_A": {str(j + 1): (float(avg.resolution[j]) if np.isfinite(avg.resolution[j])
                                                         else None) for j in range(k)} if avg is not None else {}},
-        "split": split_info, "merge": merge_info, "device": str(dev), "seed": seed,
+        "split": split_info, "reassign": reassign_info, "merge": merge_info, "device": str(dev), "seed": seed,
     }
     if truth is not None:
         metrics["vs_input_labels"] = clustering_scores(truth[0], labels, truth[1])

@@ -297,3 +297,44 @@ def test_merge_joins_agreeing_averages_and_split_cuts_poorly_aligned_clusters():
     assert (new[:30] == 0).all() and (new[60:] == 2).all()
     same, none = split_poorly_aligned(labels, np.array([0.5, 0.45, 0.48]), emb, min_size=10)
     assert none == [] and (same == labels).all()
+
+
+def test_reassignment_by_alignment_repairs_corrupted_clusters(shapes):
+    """A third of each shape put in the wrong cluster: aligning against the averages moves them back."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from cryomine_core.subdivide import cluster_averages, reassign_by_alignment
+    from cryomine_core.subdivide.refine import default_settings
+
+    df = T.read_table(shapes / "particles.star")
+    df[T.IMAGE] = [str(shapes / p) for p in df[T.IMAGE]]
+    truth = df[T.CLASS].to_numpy(int) - 1
+    rng = np.random.default_rng(1)
+    labels = truth.copy()
+    wrong = rng.random(truth.size) < 0.34
+    labels[wrong] = (truth[wrong] + rng.integers(1, 3, int(wrong.sum()))) % 3
+    assert adjusted_rand_score(truth, labels) < 0.5
+    settings = default_settings(BOX, iterations=1, angular_step=30.0)
+    avg = cluster_averages(df, labels, 3, VOXEL, align=True, settings=settings)
+    ra = reassign_by_alignment(df, labels, avg.volumes, VOXEL, settings, iterations=2)
+    assert adjusted_rand_score(truth, ra.labels) > 0.9
+    assert ra.n_clusters == 3 and ra.moved > 0.2 and len(ra.history) == 2
+    assert ra.band_A == pytest.approx(VOXEL / 0.45)
+    with pytest.raises(CryomineError, match="at least 1 iteration"):
+        reassign_by_alignment(df, labels, avg.volumes, VOXEL, settings, iterations=0)
+    with pytest.raises(CryomineError, match="too coarse"):
+        reassign_by_alignment(df, labels, avg.volumes, VOXEL, settings, resolution_A=1000.0)
+
+
+def test_cli_reassign_needs_cluster_averages_and_records_its_rounds(shapes, tmp_path, capsys):
+    base = ["subdivide", "--in", str(shapes / "particles.star"), "--features", "rif", "--clusters", "4",
+            "--device", "cpu", "--no-plots", "--reassign", "2"]
+    assert main([*base, "--out", str(tmp_path / "a")]) != 0
+    assert "--align-clusters" in capsys.readouterr().err
+    out = tmp_path / "b"
+    assert main([*base, "--out", str(out), "--align-clusters", "--align-iterations", "1", "--angular-step", "30",
+                 "--merge-threshold", "0.8", "--merge-resolution", "45"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["reassign"]["iterations"] == 2 and m["reassign"]["clusters_before"] == 4
+    assert len(m["reassign"]["history"]) == 2
+    assert m["vs_input_labels"]["ari"] > 0.9 and m["n_clusters"] == 3
