@@ -70,9 +70,9 @@ def register(sub) -> None:
     p.add_argument("--merge-resolution", type=float, default=30.0, help="resolution of that comparison, Å (30)")
     p.add_argument("--reassign", type=int, default=0, metavar="N",
                    help="reference-free classification: N rounds in which every subtomogram is aligned against all "
-                        "cluster averages and moved to the best-fitting one, then the averages are rebuilt (needs "
-                        "--align-clusters; 0 = off; 5 is a good start). Corrects the feature clusters, most of all "
-                        "for structures the network never saw")
+                        "cluster averages and moved to the best-fitting one, then the averages are rebuilt; after a "
+                        "merge, max(2, N//2) more rounds (needs --align-clusters; 0 = off; 5 is a good start). "
+                        "Corrects the feature clusters, most of all for structures the network never saw")
     p.add_argument("--reassign-resolution", type=float, default=None, metavar="A",
                    help="finest detail used to re-assign, Å (default: 0.45 cycles/voxel = 2.2 x the voxel size)")
     p.add_argument("--rounds", type=int, default=3, help="unsupervised: training rounds (default 3)")

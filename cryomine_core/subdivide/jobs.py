@@ -99,7 +99,8 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
         reassign: iterations of reference-free classification after clustering (0: none): every
             subtomogram is aligned against all cluster averages and moved to the best-fitting one
             (:func:`.reassign.reassign_by_alignment`, detail up to ``reassign_resolution`` Å,
-            default 0.45 cycles/voxel); needs ``align_clusters``.
+            default 0.45 cycles/voxel); needs ``align_clusters``. After a merge, the members of the
+            merged clusters are re-assigned for ``max(2, reassign // 2)`` more rounds.
         merge_threshold: merge clusters whose averages correlate at ``merge_resolution`` Å at least
             this much (None: no merging).
 
@@ -210,9 +211,10 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
             if int(mapping.max()) + 1 < k:
                 labels, k = mapping[labels], int(mapping.max()) + 1
                 avg = cluster_averages(df, labels, k, voxel_size, align=True, settings=settings, device=dev)
-                if reassign and k > 1:  # members of the merged clusters compete again against the new averages
-                    ra = reassign_by_alignment(df, labels, avg.volumes, voxel_size, settings, iterations=reassign,
-                                               resolution_A=reassign_resolution, device=dev)
+                if reassign and k > 1:  # members of merged clusters compete again (half the rounds, at least 2)
+                    ra = reassign_by_alignment(df, labels, avg.volumes, voxel_size, settings,
+                                               iterations=max(2, reassign // 2), resolution_A=reassign_resolution,
+                                               device=dev)
                     reassign_info["after_merge"] = {"moved_fraction": ra.moved, "clusters_after": ra.n_clusters,
                                                     "history": ra.history}
                     labels, k = ra.labels, ra.n_clusters
