@@ -168,20 +168,19 @@ def merge_similar(volumes: torch.Tensor, counts: np.ndarray, voxel_size: float, 
                   resolution: float = 30.0, angular_step: float = 15.0) -> tuple[np.ndarray, list[dict]]:
     """Groups of clusters whose averages agree (correlation at ``resolution`` >= ``threshold``).
 
-    Returns ``(mapping (K,) old cluster -> new 0-based cluster, pair records)``; groups are the
-    connected components of the "agrees" graph, numbered by first member.
+    Every pair of averages is compared once (:func:`~cryomine_core.subdivide.evaluate.map_agreement`
+    after aligning one onto the other). Groups are then formed by complete linkage: the two groups
+    whose *least* similar members agree best are joined, as long as that least similarity reaches
+    ``threshold``. Unlike joining every agreeing pair (single linkage), this never chains two
+    different structures together through an intermediate, blurred average.
+
+    Returns ``(mapping (K,) old cluster -> new 0-based cluster, pair records)``; groups are numbered
+    by their first member.
     """
     from cryomine_core.subdivide.evaluate import map_agreement
 
     k = volumes.shape[0]
-    parent = list(range(k))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    sim = np.full((k, k), -np.inf)
     pairs = []
     for i in range(k):
         for j in range(i + 1, k):
@@ -190,11 +189,23 @@ def merge_similar(volumes: torch.Tensor, counts: np.ndarray, voxel_size: float, 
             agree = map_agreement(volumes[i], volumes[j], voxel_size, resolution=resolution, angular_step=angular_step,
                                   contrast="same")
             pairs.append({"a": i + 1, "b": j + 1, "correlation": agree["correlation"]})
-            if agree["correlation"] >= threshold:
-                parent[root(j)] = root(i)
-    roots = [root(i) for i in range(k)]
-    uniq = sorted(set(roots))
-    mapping = np.array([uniq.index(r) for r in roots], dtype=np.int64)
+            sim[i, j] = sim[j, i] = agree["correlation"]
+    groups = [[i] for i in range(k)]
+    while len(groups) > 1:
+        best, pick = -np.inf, None
+        for a in range(len(groups)):
+            for b in range(a + 1, len(groups)):
+                link = sim[np.ix_(groups[a], groups[b])].min()
+                if link > best:
+                    best, pick = link, (a, b)
+        if best < threshold:
+            break
+        a, b = pick
+        groups[a] = sorted(groups[a] + groups.pop(b))
+    groups.sort(key=lambda g: g[0])
+    mapping = np.empty(k, dtype=np.int64)
+    for g, members in enumerate(groups):
+        mapping[members] = g
     return mapping, pairs
 
 

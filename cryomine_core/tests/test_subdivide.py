@@ -338,3 +338,22 @@ def test_cli_reassign_needs_cluster_averages_and_records_its_rounds(shapes, tmp_
     assert m["reassign"]["iterations"] == 2 and m["reassign"]["clusters_before"] == 4
     assert len(m["reassign"]["history"]) == 2
     assert m["vs_input_labels"]["ari"] > 0.9 and m["n_clusters"] == 3
+
+
+def test_merge_uses_complete_linkage_and_does_not_chain(monkeypatch):
+    """a~b and b~c agree, a and c do not: only one of the two pairs may be joined."""
+    import cryomine_core.subdivide.evaluate as ev
+    from cryomine_core.subdivide import merge_similar
+
+    table = {(0, 1): 0.95, (1, 2): 0.85, (0, 2): 0.3}
+
+    def fake(a, b, *args, **kwargs):
+        i, j = int(a.flatten()[0]), int(b.flatten()[0])
+        return {"correlation": table[(min(i, j), max(i, j))]}
+
+    monkeypatch.setattr(ev, "map_agreement", fake)
+    vols = torch.arange(3, dtype=torch.float32)[:, None, None, None].expand(3, 4, 4, 4)
+    mapping, pairs = merge_similar(vols, np.array([5, 5, 5]), VOXEL, threshold=0.8)
+    assert mapping.tolist() == [0, 0, 1] and len(pairs) == 3
+    mapping, _ = merge_similar(vols, np.array([5, 5, 5]), VOXEL, threshold=0.2)
+    assert mapping.tolist() == [0, 0, 0]
