@@ -218,8 +218,9 @@ def main(argv=None) -> int:
     ap.add_argument("--method", default="gmm", choices=["gmm", "kmeans"])
     ap.add_argument("--reassign", type=int, default=5,
                     help="rounds of reference-free classification after clustering (0: clustering only)")
-    ap.add_argument("--merge-threshold", type=float, default=0.8,
-                    help="merge clusters whose averages correlate at least this much (with --reassign)")
+    ap.add_argument("--merge-threshold", type=float, default=0.95,
+                    help="merge clusters whose averages agree at least this much, relative to their half maps "
+                         "(with --reassign)")
     ap.add_argument("--no-averages", dest="averages", action="store_false", help="skip per-B-class averages")
     ap.add_argument("--align-iterations", type=int, default=2)
     ap.add_argument("--angular-step", type=float, default=15.0)

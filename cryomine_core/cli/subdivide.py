@@ -65,8 +65,13 @@ def register(sub) -> None:
     p.add_argument("--split-ratio", type=float, default=0.8,
                    help="split when a cluster's mean alignment score < RATIO x the median (default 0.8)")
     p.add_argument("--merge-threshold", type=float, default=None,
-                   help="merge clusters whose averages correlate at least this much at --merge-resolution "
-                        "(needs --align-clusters; default: no merging)")
+                   help="merge clusters whose averages agree at least this much at --merge-resolution (needs "
+                        "--align-clusters). The agreement is their correlation divided by the correlation expected "
+                        "for two averages of ONE structure with that much noise (from each cluster's half maps): "
+                        "about 1 for one structure split in two clusters, lower for different structures; 0.95 is "
+                        "a good start. With --merge-absolute: the plain correlation")
+    p.add_argument("--merge-absolute", action="store_true",
+                   help="compare plain correlations with --merge-threshold (not relative to the half maps)")
     p.add_argument("--merge-resolution", type=float, default=30.0, help="resolution of that comparison, Å (30)")
     p.add_argument("--reassign", type=int, default=0, metavar="N",
                    help="reference-free classification: N rounds in which every subtomogram is aligned against all "
@@ -95,7 +100,7 @@ def _run(args) -> int:
         pca_components=args.pca_components, align_clusters=args.align_clusters,
         align_iterations=args.align_iterations, angular_step=args.angular_step, max_shift=args.max_shift,
         split=args.split, split_ratio=args.split_ratio, merge_threshold=args.merge_threshold,
-        merge_resolution=args.merge_resolution, reassign=args.reassign,
+        merge_resolution=args.merge_resolution, merge_relative=not args.merge_absolute, reassign=args.reassign,
         reassign_resolution=args.reassign_resolution, rounds=args.rounds, epochs=args.epochs,
         batch_size=args.batch_size,
         device=args.device, seed=args.seed, minibatch=minibatch, plots=not args.no_plots)

@@ -79,7 +79,8 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
                   max_clusters: int = 10, method: str = "gmm", covariance: str = "diag", pca_components: int = 8,
                   align_clusters: bool = False, align_iterations: int = 3, angular_step: float = 15.0,
                   max_shift: float | None = None, split: bool = False, split_ratio: float = 0.8,
-                  merge_threshold: float | None = None, merge_resolution: float = 30.0, reassign: int = 0,
+                  merge_threshold: float | None = None, merge_resolution: float = 30.0, merge_relative: bool = True,
+                  reassign: int = 0,
                   reassign_resolution: float | None = None, rounds: int = 3,
                   epochs: int = 5, batch_size: int = 64, device: str = "auto", seed: int = 0,
                   minibatch: bool | str = "auto", plots: bool = True) -> dict:
@@ -101,8 +102,11 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
             (:func:`.reassign.reassign_by_alignment`, detail up to ``reassign_resolution`` Å,
             default 0.45 cycles/voxel); needs ``align_clusters``. After a merge, the members of the
             merged clusters are re-assigned for ``max(2, reassign // 2)`` more rounds.
-        merge_threshold: merge clusters whose averages correlate at ``merge_resolution`` Å at least
-            this much (None: no merging).
+        merge_threshold: merge clusters whose averages agree at ``merge_resolution`` Å at least this
+            much (None: no merging). With ``merge_relative`` (default) the agreement is the averages'
+            correlation divided by the one expected for two averages of one structure given their
+            half-map correlations (about 1 for one structure; 0.95 is a good threshold), otherwise the
+            plain correlation (:func:`.refine.merge_similar`).
 
     Returns the metrics dict (``metrics.json``): ``n``, ``n_clusters``, ``cluster_sizes``,
     ``features`` (source, dimension), ``clustering`` (method, covariance, pca_components,
@@ -203,9 +207,11 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
             labels, k = ra.labels, ra.n_clusters
             avg = cluster_averages(df, labels, k, voxel_size, align=True, settings=settings, device=dev)
         if merge_threshold is not None and k > 1:
+            agreement = avg.self_agreement(voxel_size, merge_resolution) if merge_relative else None
             mapping, pairs = merge_similar(avg.volumes, avg.counts, voxel_size, threshold=merge_threshold,
-                                           resolution=merge_resolution)
-            merge_info = {"threshold": merge_threshold, "resolution_A": merge_resolution, "pairs": pairs,
+                                           resolution=merge_resolution, self_agreement=agreement)
+            merge_info = {"threshold": merge_threshold, "relative": merge_relative, "resolution_A": merge_resolution,
+                          "pairs": pairs,
                           "groups": {str(g + 1): [j + 1 for j in np.flatnonzero(mapping == g)]
                                      for g in range(int(mapping.max()) + 1)}}
             if int(mapping.max()) + 1 < k:

@@ -44,6 +44,8 @@ class ClusterAverages:
         resolution: ``(K,)`` half-map FSC 0.143 resolution in Å (NaN when not aligned).
         mode: ``'align'`` (reference-free per cluster) or ``'poses'`` (the table's poses).
         seconds: wall time.
+        half_maps: ``(K, 2, n, n, n)`` CPU float32 gold-standard half maps (``'align'`` mode; zeros
+            for a cluster without an average), else None.
     """
 
     volumes: torch.Tensor
@@ -56,6 +58,31 @@ class ClusterAverages:
     mode: str
     seconds: float = 0.0
     history: list = field(default_factory=list)
+    half_maps: torch.Tensor | None = None
+
+    def self_agreement(self, voxel_size: float, resolution: float = 30.0) -> np.ndarray:
+        """``(K,)`` correlation of each cluster's two half maps at ``resolution`` Å (NaN without halves).
+
+        The yardstick for comparing two clusters' averages: two averages of one structure from
+        ``n_i`` and ``n_j`` particles are expected to correlate about ``sqrt(C_i C_j)`` with
+        ``C = 2 r / (1 + r)``, ``r`` this half-map correlation (the full average's correlation with
+        the noise-free structure is ``sqrt(C)``, Rosenthal & Henderson 2003).
+        """
+        from cryomine_core.align.scoring import soft_sphere_mask
+        from cryomine_core.fourier.filters import lowpass
+        from cryomine_core.subdivide.evaluate import _pearson
+
+        k = self.volumes.shape[0]
+        out = np.full(k, np.nan)
+        if self.half_maps is None:
+            return out
+        mask = soft_sphere_mask(self.volumes.shape[-1])
+        for j in range(k):
+            h = self.half_maps[j].float()
+            if self.counts[j] == 0 or float(h.abs().max()) == 0:
+                continue
+            out[j] = _pearson(lowpass(h[0], resolution, voxel_size), lowpass(h[1], resolution, voxel_size), mask)
+        return out
 
     def cluster_scores(self, labels: np.ndarray) -> np.ndarray:
         """``(K,)`` mean alignment score of each cluster's non-failed members (NaN if none)."""
@@ -118,6 +145,7 @@ def cluster_averages(df: pd.DataFrame, labels: np.ndarray, n_clusters: int, voxe
     counts = np.zeros(n_clusters, dtype=np.int64)
     resolution = np.full(n_clusters, np.nan)
     vols: list[torch.Tensor | None] = [None] * n_clusters
+    halves: list[torch.Tensor | None] = [None] * n_clusters
     history = []
     if not align:
         if not has_poses(df):
@@ -148,6 +176,7 @@ def cluster_averages(df: pd.DataFrame, labels: np.ndarray, n_clusters: int, voxe
             log.info("cluster %d/%d: reference-free alignment of %d particles", j + 1, n_clusters, rows.size)
             res = refine(x, tilt, voxel_size, settings=cfg)
             vols[j] = res.average.cpu().float()
+            halves[j] = res.half_maps.cpu().float()
             counts[j] = int((~res.failed).sum())
             scores[rows] = res.scores.cpu().double().numpy()
             failed[rows] = res.failed.cpu().numpy()
@@ -159,20 +188,27 @@ def cluster_averages(df: pd.DataFrame, labels: np.ndarray, n_clusters: int, voxe
     if box is None:
         raise CryomineError("no cluster has enough members to average; give more subtomograms or fewer clusters.")
     volumes = torch.stack([v if v is not None else torch.zeros((box,) * 3) for v in vols])
+    half_maps = torch.stack([h if h is not None else torch.zeros((2,) + (box,) * 3) for h in halves]) if align \
+        else None
     return ClusterAverages(volumes=volumes, counts=counts, scores=scores, rotations=rotations, shifts=shifts,
                            failed=failed, resolution=resolution, mode="align" if align else "poses",
-                           seconds=time.perf_counter() - t0, history=history)
+                           seconds=time.perf_counter() - t0, history=history, half_maps=half_maps)
 
 
 def merge_similar(volumes: torch.Tensor, counts: np.ndarray, voxel_size: float, *, threshold: float = 0.9,
-                  resolution: float = 30.0, angular_step: float = 15.0) -> tuple[np.ndarray, list[dict]]:
-    """Groups of clusters whose averages agree (correlation at ``resolution`` >= ``threshold``).
+                  resolution: float = 30.0, angular_step: float = 15.0,
+                  self_agreement: np.ndarray | None = None) -> tuple[np.ndarray, list[dict]]:
+    """Groups of clusters whose averages agree (similarity at ``resolution`` >= ``threshold``).
 
     Every pair of averages is compared once (:func:`~cryomine_core.subdivide.evaluate.map_agreement`
-    after aligning one onto the other). Groups are then formed by complete linkage: the two groups
-    whose *least* similar members agree best are joined, as long as that least similarity reaches
-    ``threshold``. Unlike joining every agreeing pair (single linkage), this never chains two
-    different structures together through an intermediate, blurred average.
+    after aligning one onto the other). The similarity is their correlation, or, with
+    ``self_agreement (K,)`` (half-map correlations, :meth:`ClusterAverages.self_agreement`), their
+    correlation divided by the one expected for two averages of one structure with that much noise,
+    ``sqrt(C_i C_j)``, ``C = 2 r / (1 + r)``: about 1 for the same structure whatever the cluster
+    sizes, lower for different structures. Groups are then formed by complete linkage: the two
+    groups whose *least* similar members agree best are joined, as long as that least similarity
+    reaches ``threshold``. Unlike joining every agreeing pair (single linkage), this never chains
+    two different structures together through an intermediate, blurred average.
 
     Returns ``(mapping (K,) old cluster -> new 0-based cluster, pair records)``; groups are numbered
     by their first member.
@@ -188,8 +224,16 @@ def merge_similar(volumes: torch.Tensor, counts: np.ndarray, voxel_size: float, 
                 continue
             agree = map_agreement(volumes[i], volumes[j], voxel_size, resolution=resolution, angular_step=angular_step,
                                   contrast="same")
-            pairs.append({"a": i + 1, "b": j + 1, "correlation": agree["correlation"]})
-            sim[i, j] = sim[j, i] = agree["correlation"]
+            rec = {"a": i + 1, "b": j + 1, "correlation": agree["correlation"]}
+            value = agree["correlation"]
+            if self_agreement is not None:
+                r = [max(float(self_agreement[m]), 1e-3) for m in (i, j)]
+                c = [2 * v / (1 + v) for v in r]
+                rec["expected"] = float(np.sqrt(c[0] * c[1])) if np.isfinite(c).all() else None
+                value = value / rec["expected"] if rec["expected"] else value
+                rec["normalised"] = value
+            pairs.append(rec)
+            sim[i, j] = sim[j, i] = value
     groups = [[i] for i in range(k)]
     while len(groups) > 1:
         best, pick = -np.inf, None

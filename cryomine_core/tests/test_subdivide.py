@@ -333,7 +333,7 @@ def test_cli_reassign_needs_cluster_averages_and_records_its_rounds(shapes, tmp_
     assert "--align-clusters" in capsys.readouterr().err
     out = tmp_path / "b"
     assert main([*base, "--out", str(out), "--align-clusters", "--align-iterations", "1", "--angular-step", "30",
-                 "--merge-threshold", "0.8", "--merge-resolution", "45"]) == 0
+                 "--merge-threshold", "0.95", "--merge-resolution", "45"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["reassign"]["iterations"] == 2 and m["reassign"]["clusters_before"] == 4
     assert len(m["reassign"]["history"]) == 2

@@ -97,13 +97,17 @@ class ProtCryomineSubdivide(ProtCryomineBase):
                            "index from about 0.3-0.4 to about 0.9 (benchmarks/subdivision.py). Cost: each round "
                            "aligns every subtomogram against every average (seconds per thousand on a GPU, "
                            "minutes on a CPU); all subtomograms are held in memory. 0: off.")
-        form.addParam("mergeThreshold", params.FloatParam, allowsNull=True, default=0.8,
-                      label="Merge clusters whose averages correlate above (optional)",
-                      help="Merge two clusters when their averages correlate above this value at 30 Å after "
-                           "alignment (default 0.8; on simulated data, averages of one structure split in two "
-                           "clusters correlated 0.8-0.9, averages of different structures at most 0.75). The members "
-                           "of merged clusters are then re-assigned once more. Use a higher value to keep close "
-                           "conformations apart. Empty: never merge.")
+        form.addParam("mergeThreshold", params.FloatParam, allowsNull=True, default=0.95,
+                      condition="alignClusters", label="Merge clusters whose averages agree above (optional)",
+                      help="Merge two clusters when their averages, aligned onto each other and compared at 30 Å, "
+                           "agree at least this much. Agreement = their correlation divided by the correlation "
+                           "expected for two averages of ONE structure with that much noise (computed from each "
+                           "cluster's two half maps): about 1.0 when one structure was split in two clusters, lower "
+                           "for different structures. On simulated data (SNR 0.1) clusters of one structure scored "
+                           "0.98-1.03 and different structures at most 0.93, hence the default 0.95. Clusters are "
+                           "joined by complete linkage (never chained through a third), and the members of merged "
+                           "clusters are re-assigned once more. Raise it to keep close conformations apart. Empty: "
+                           "never merge.")
         form.addParam("seed", params.IntParam, default=0, expertLevel=params.LEVEL_ADVANCED, label="Random seed",
                       help="Seed of the clustering and the alignments.")
         self._defineComputeParams(form, gpu=True, threads=2)
