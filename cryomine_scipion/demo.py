@@ -13,7 +13,8 @@ variables). Steps, each a real Scipion protocol in one project:
 4. simulate a labelled training set of the same complexes (CryoMine "simulate") and train a CNN
    classifier on it ("train CNN classifier", the compact network: a few CPU minutes);
 5. classify the extracted subtomograms with it ("classify with CNN"), and subdivide them
-   template-free ("template-free subdivision");
+   template-free ("template-free subdivision": the CNN's features, BIC, reference-free
+   classification by alignment against the cluster averages);
 6. align and average the largest predicted class without a reference ("align and average");
 7. measure every step against the ground truth (coordinates, classes, orientations), write a
    report folder with PNG pictures and ``summary.json``, and print the command that opens the
@@ -146,7 +147,7 @@ def run(out: Path, project_name: str = "CryomineDemo") -> dict:
         ProtCryomineTrainSegmenter,
     )
     from cryomine_scipion.protocols.protocol_simulate import SUBTOMOGRAMS
-    from cryomine_scipion.protocols.protocol_subdivide import ROTATION_INVARIANT
+    from cryomine_scipion.protocols.protocol_subdivide import FROM_MODEL
     from cryomine_scipion.protocols.protocol_train_classifier import ARCHITECTURES, FROM_CLASSES
 
     log = lambda msg: print(msg, flush=True)  # noqa: E731
@@ -216,11 +217,14 @@ def run(out: Path, project_name: str = "CryomineDemo") -> dict:
     classify.inputModel.setExtended("model")
     _launch(project, classify, log)
 
-    log("[7/9] template-free subdivision of the extracted subtomograms (rotation-invariant features, BIC)")
-    subdivide = project.newProtocol(ProtCryomineSubdivide, featureSource=ROTATION_INVARIANT, numberOfClusters=0,
-                                    maxClusters=6, alignClusters=False)
+    log("[7/9] template-free subdivision of the extracted subtomograms (CNN features, BIC, reference-free "
+        "classification)")
+    subdivide = project.newProtocol(ProtCryomineSubdivide, featureSource=FROM_MODEL, numberOfClusters=0,
+                                    maxClusters=6, alignClusters=True, alignIterations=2, reassignIterations=3)
     subdivide.inputSubtomos.set(extract)
     subdivide.inputSubtomos.setExtended("subtomograms")
+    subdivide.inputModel.set(train)
+    subdivide.inputModel.setExtended("model")
     _launch(project, subdivide, log)
 
     log("[8/9] aligning and averaging the largest class, reference-free")
