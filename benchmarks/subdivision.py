@@ -189,8 +189,8 @@ def run_snr(snr: float, specs_a: list[str], specs_b: list[str], args, root: Path
                           device=str(device), seed=args.seed, plots=label == "cnn", **kwargs, **extra)
         result[label] = _score_run(m, out, test_dir / "maps", b_names, args, device)
         r = result[label]
-        if reassign:
-            r["reassign"] = {k: v for k, v in m["reassign"].items() if k not in ("history", "after_merge")}
+        if reassign:  # None when BIC found a single cluster: nothing to re-assign
+            r["reassign"] = {k: v for k, v in (m["reassign"] or {}).items() if k not in ("history", "after_merge")}
             r["merge_groups"] = m["merge"]["groups"] if m.get("merge") else None
         print(f"SNR {snr} {label}: ARI {r['ari']:.3f} NMI {r['nmi']:.3f}, {r['n_clusters']} clusters; B: " +
               ", ".join(f"{n} purity {v['purity']:.2f} recall {v['recall']:.2f}"
