@@ -53,11 +53,12 @@ class ProtCryomineSegment(ProtCryomineBase):
                            "particles) are split into convex parts by a distance-transform watershed.")
         form.addParam("minVoxels", params.IntParam, default=8, validators=[params.GE(1)],
                       label="Smallest object (voxels)", help="Objects with fewer voxels are dropped as noise.")
-        form.addParam("minSizeFraction", params.FloatParam, default=0.0, validators=[params.Range(0.0, 1.0)],
+        form.addParam("minSizeFraction", params.FloatParam, default=0.1, validators=[params.Range(0.0, 1.0)],
                       label="Smallest object (fraction of its class)",
                       help="Objects smaller than this fraction of their class's typical volume (measured on the "
-                           "training labels) are dropped: specks of noise voted into a large class. 0: off; "
-                           "0.1 (the command line's default) removes most such false positives.")
+                           "training labels) are dropped: specks of noise voted into a large class (default 0.1, "
+                           "as on the command line; on simulated tomograms it removed most such false positives). "
+                           "0: off.")
         form.addParam("maxVoxels", params.IntParam, allowsNull=True, default=None, label="Largest object (voxels)",
                       help="Objects with more voxels are dropped (empty: no limit).")
         form.addParam("boxSize", params.IntParam, default=40, validators=[params.GT(3)],

@@ -3,7 +3,8 @@
 One project: simulate crowded tomograms (two phantom structures) -> import the tomogram files with
 scipion-em-tomo's import protocol, as a user would -> train a segmenter on the simulated label
 masks -> segment the imported tomograms (coordinates) -> extract subtomograms -> classify them
-with a CNN trained on a simulated labelled set -> template-free subdivision -> reference-free
+with a CNN trained on a simulated labelled set -> template-free subdivision (that CNN's features +
+reference-free classification) -> reference-free
 alignment of the largest cluster -> export to RELION STAR.
 
 Ground truth: the simulator's extra/particles.star (tomogram, position, structure, orientation of
@@ -71,7 +72,7 @@ class TestCryomineEndToEnd(BaseTest):
             ProtCryomineTrainSegmenter,
         )
         from cryomine_scipion.protocols.protocol_simulate import SUBTOMOGRAMS, TOMOGRAMS
-        from cryomine_scipion.protocols.protocol_subdivide import ROTATION_INVARIANT
+        from cryomine_scipion.protocols.protocol_subdivide import FROM_MODEL
         from cryomine_scipion.protocols.protocol_train_classifier import ARCHITECTURES, FROM_CLASSES
 
         # --- 1. simulate crowded tomograms; import the tomogram files with tomo's protocol -----------
@@ -170,10 +171,12 @@ class TestCryomineEndToEnd(BaseTest):
         self.assertGreaterEqual(particle, 0.8, "extracted objects are particles, not empty boxes")
 
         # --- 5. template-free subdivision -------------------------------------------------------------
-        subdivide = self.newProtocol(ProtCryomineSubdivide, featureSource=ROTATION_INVARIANT, numberOfClusters=2,
-                                     maxClusters=4, alignClusters=False, seed=0)
+        subdivide = self.newProtocol(ProtCryomineSubdivide, featureSource=FROM_MODEL, numberOfClusters=2,
+                                     maxClusters=4, alignClusters=True, alignIterations=2, reassignIterations=3, seed=0)
         subdivide.inputSubtomos.set(extract)
         subdivide.inputSubtomos.setExtended("subtomograms")
+        subdivide.inputModel.set(trainCls)
+        subdivide.inputModel.setExtended("model")
         self._launch(subdivide)
         clusters = {item.getObjId(): cls.getObjId() for cls in subdivide.classes.iterItems()
                     for item in cls.iterItems()}
