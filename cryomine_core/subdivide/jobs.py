@@ -80,8 +80,7 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
                   align_clusters: bool = False, align_iterations: int = 3, angular_step: float = 15.0,
                   max_shift: float | None = None, split: bool = False, split_ratio: float = 0.8,
                   merge_threshold: float | None = None, merge_resolution: float = 30.0, merge_relative: bool = True,
-                  reassign: int = 0,
-                  reassign_resolution: float | None = None, rounds: int = 3,
+                  reassign: int = 0, reassign_resolution: float | None = None, rounds: int = 3,
                   epochs: int = 5, batch_size: int = 64, device: str = "auto", seed: int = 0,
                   minibatch: bool | str = "auto", plots: bool = True) -> dict:
     """Subdivide the subtomograms of ``table`` into clusters; write the outputs to ``out_dir``.
@@ -198,14 +197,20 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
             if done:
                 labels, k = new, int(new.max()) + 1
                 avg = cluster_averages(df, labels, k, voxel_size, align=True, settings=settings, device=dev)
-        if reassign and k > 1:
-            ra = reassign_by_alignment(df, labels, avg.volumes, voxel_size, settings, iterations=reassign,
+
+        def reassigned(labels, avg, iterations):
+            """Re-assign against ``avg``'s averages, then average the new clusters."""
+            ra = reassign_by_alignment(df, labels, avg.volumes, voxel_size, settings, iterations=iterations,
                                        resolution_A=reassign_resolution, device=dev)
+            log.info("re-assignment moved %.1f %% of the subtomograms; %d clusters", 100 * ra.moved, ra.n_clusters)
+            return ra, cluster_averages(df, ra.labels, ra.n_clusters, voxel_size, align=True, settings=settings,
+                                        device=dev)
+
+        if reassign and k > 1:
+            ra, avg = reassigned(labels, avg, reassign)
             reassign_info = {"iterations": reassign, "band_A": ra.band_A, "moved_fraction": ra.moved,
                              "clusters_before": k, "clusters_after": ra.n_clusters, "history": ra.history}
-            log.info("re-assignment moved %.1f %% of the subtomograms; %d clusters", 100 * ra.moved, ra.n_clusters)
             labels, k = ra.labels, ra.n_clusters
-            avg = cluster_averages(df, labels, k, voxel_size, align=True, settings=settings, device=dev)
         if merge_threshold is not None and k > 1:
             agreement = avg.self_agreement(voxel_size, merge_resolution) if merge_relative else None
             mapping, pairs = merge_similar(avg.volumes, avg.counts, voxel_size, threshold=merge_threshold,
@@ -218,13 +223,10 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
                 labels, k = mapping[labels], int(mapping.max()) + 1
                 avg = cluster_averages(df, labels, k, voxel_size, align=True, settings=settings, device=dev)
                 if reassign and k > 1:  # members of merged clusters compete again (half the rounds, at least 2)
-                    ra = reassign_by_alignment(df, labels, avg.volumes, voxel_size, settings,
-                                               iterations=max(2, reassign // 2), resolution_A=reassign_resolution,
-                                               device=dev)
+                    ra, avg = reassigned(labels, avg, max(2, reassign // 2))
                     reassign_info["after_merge"] = {"moved_fraction": ra.moved, "clusters_after": ra.n_clusters,
                                                     "history": ra.history}
                     labels, k = ra.labels, ra.n_clusters
-                    avg = cluster_averages(df, labels, k, voxel_size, align=True, settings=settings, device=dev)
     else:
         log.warning("%s has no poses and --align-clusters was not given: no cluster averages written", src)
     timings["averages"] = time.perf_counter() - t0

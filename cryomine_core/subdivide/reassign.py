@@ -30,6 +30,7 @@ import torch
 from cryomine_core.align.mra import multi_reference_alignment
 from cryomine_core.align.refine import RefineSettings
 from cryomine_core.errors import CryomineError
+from cryomine_core.subdivide.cluster import _relabel_by_size
 from cryomine_core.subdivide.refine import load_volumes
 
 log = logging.getLogger("cryomine")
@@ -97,13 +98,9 @@ def reassign_by_alignment(df: pd.DataFrame, labels: np.ndarray, references: torc
     log.info("re-assigning %d subtomograms among %d cluster averages by multi-reference alignment (%d iterations, "
              "detail up to %.1f Å)", len(df), k, iterations, voxel_size / f)
     res = multi_reference_alignment(x, tilt, voxel_size, k, settings=cfg, references=refs)
-    new = res.classes.cpu().numpy().astype(np.int64)
-    sizes = np.bincount(new, minlength=k)
-    occupied = np.flatnonzero(sizes > 0)
-    order = occupied[np.argsort(-sizes[occupied], kind="stable")]
-    mapping = np.full(k, -1, dtype=np.int64)
-    mapping[order] = np.arange(order.size)
-    new = mapping[new]
-    old = np.asarray(keep)[res.classes.cpu().numpy()]  # the input cluster each class started from
-    moved = float(np.mean(old != labels))
-    return Reassignment(labels=new, n_clusters=int(order.size), moved=moved, history=res.history, band_A=voxel_size / f)
+    classes = res.classes.cpu().numpy().astype(np.int64)
+    occupied, compact = np.unique(classes, return_inverse=True)  # classes left empty are dropped
+    new, _ = _relabel_by_size(compact, occupied.size)
+    moved = float(np.mean(np.asarray(keep)[classes] != labels))  # vs the input cluster each class started from
+    return Reassignment(labels=new, n_clusters=int(occupied.size), moved=moved, history=res.history,
+                        band_A=voxel_size / f)
