@@ -66,6 +66,13 @@ def _pool(per_class: dict, names: list[str]) -> dict:
     return prf(sum(r["tp"] for r in sel), sum(r["n_predicted"] for r in sel), sum(r["n_true"] for r in sel))
 
 
+def _f1_summary(ev: dict, groups: dict) -> dict:
+    """Localisation, class-aware, per-class and per-group F1 of a pooled evaluation."""
+    return {"f1_localisation": ev["localisation"]["f1"], "f1_overall_classwise": ev["overall"]["f1"],
+            "f1_per_class": {n: r["f1"] for n, r in ev["per_class"].items()},
+            "f1_groups": {g: _pool(ev["per_class"], members)["f1"] for g, members in groups.items()}}
+
+
 def _membrane_by_orientation(pred_dir: Path, sim_dir: Path, tomos, value: int) -> list[dict]:
     """Membrane recall per orientation bin (``recall_by_orientation``), pooled over the test tomograms."""
     from cryomine_core.segment.evaluate import recall_by_orientation
@@ -185,28 +192,19 @@ def main(argv=None) -> int:
     result["seconds_per_tomogram"] = round((t_pred + t_obj) / n_test, 2)
     result["seconds_predict_per_tomogram"] = round(pm["seconds_per_tomogram"], 2)
     result["dice"] = {k: (None if v is None else round(v, 4)) for k, v in om["dice"].items()}
-    result["f1_localisation"] = ev["localisation"]["f1"]
+    result.update(_f1_summary(ev, groups))
     result["precision_localisation"] = ev["localisation"]["precision"]
     result["recall_localisation"] = ev["localisation"]["recall"]
-    result["f1_overall_classwise"] = ev["overall"]["f1"]
-    result["f1_per_class"] = {n: r["f1"] for n, r in ev["per_class"].items()}
-    result["f1_groups"] = {g: _pool(ev["per_class"], members)["f1"] for g, members in groups.items()}
     result["classification_accuracy_voxel_vote"] = ev["classification_accuracy"]
     membrane = [v for v, n in classes.items() if n.lower() == "membrane"]
     if membrane:  # |cos| of the membrane normal to the beam; > 0.866: in the missing wedge (+-60 degree tilts)
         result["membrane_recall_by_orientation"] = _membrane_by_orientation(work / "pred", sims["test"], tomos,
                                                                             membrane[0])
     old = _evaluate_table(work / "objects/objects.star", sims["test"], tomos, names, 0, fill=False)
-    result["unfilled_occupancy"] = {"f1_localisation": old["localisation"]["f1"],
-                                    "f1_overall_classwise": old["overall"]["f1"],
-                                    "f1_per_class": {n: r["f1"] for n, r in old["per_class"].items()},
-                                    "f1_groups": {g: _pool(old["per_class"], m)["f1"] for g, m in groups.items()}}
+    result["unfilled_occupancy"] = _f1_summary(old, groups)
     if args.dilate:
         dil = _evaluate_table(work / "objects/objects.star", sims["test"], tomos, names, args.dilate)
-        result[f"dilate{args.dilate}"] = {"f1_localisation": dil["localisation"]["f1"],
-                                         "f1_overall_classwise": dil["overall"]["f1"],
-                                         "f1_per_class": {n: r["f1"] for n, r in dil["per_class"].items()},
-                                         "f1_groups": {g: _pool(dil["per_class"], m)["f1"] for g, m in groups.items()}}
+        result[f"dilate{args.dilate}"] = _f1_summary(dil, groups)
     print(f"objects: localisation F1 {ev['localisation']['f1']:.3f} (P {ev['localisation']['precision']:.3f}, "
           f"R {ev['localisation']['recall']:.3f}); class-aware F1 {ev['overall']['f1']:.3f}; groups "
           f"{result['f1_groups']}; per class {result['f1_per_class']}; Dice {result['dice']}")
@@ -215,51 +213,31 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     vols, cents, labs = [], [], []
     pre = T.read_table(sims["pretrain"] / "particles.star", require=(T.TOMO, *T.COORDS), resolve_paths=False)
-    obj_names = [n for n in names]
     for tomo_rel, g in pre.groupby(T.TOMO):
         vol, _ = read_mrc(sims["pretrain"] / tomo_rel)
         vols.append(vol)
         cents.append(g[list(T.COORDS)].to_numpy())
-        labs.append(np.array([obj_names.index(n) for n in g[T.CLASS_NAME]]))
+        labs.append(np.array([names.index(n) for n in g[T.CLASS_NAME]]))
     box = 32 if small else 40
-    cm = train_object_classifier(vols, cents, labs, obj_names, work / "object_classifier.pt", box=box,
+    cm = train_object_classifier(vols, cents, labs, names, work / "object_classifier.pt", box=box,
                                  voxel_size=VOXEL, epochs=15 if small else 40, width=0.5 if small else 1.0,
                                  seed=args.seed, device=device)
     from cryomine_core.classify.model_file import load_classifier
 
     clf, meta = load_classifier(work / "object_classifier.pt", device)
-    truth = T.read_table(sims["test"] / "particles.star", require=(T.TOMO, *T.COORDS), resolve_paths=False)
     objs = T.read_table(work / "objects/objects.star", require=(T.TOMO, *T.COORDS), resolve_paths=False)
-    correct = matched = 0
-    cnn_eval = []
+    cnn_classes = {}  # the CNN's class of every object, per tomogram (0-based, the order of names)
     for tomo in tomos:
-        stem = tomo.stem
+        sub = objs[objs[T.TOMO] == tomo.stem]
         vol, _ = read_mrc(tomo)
-        inst, _ = read_mrc(sims["test"] / f"instances/{stem}.mrc")
-        sub = objs[objs[T.TOMO] == stem]
-        tsub = truth[truth[T.TOMO].map(lambda s: Path(s).stem) == stem]
-        tc = {int(i): obj_names.index(n) for i, n in zip(tsub["cmInstanceId"], tsub[T.CLASS_NAME])}
-        pred, conf = predict_object_classes(vol, sub[list(T.COORDS)].to_numpy(), clf, meta, device)
-        e = match_objects(sub[list(T.COORDS)].to_numpy(), pred, sub[T.SCORE].to_numpy(), inst.astype(np.int64), tc,
-                          dict(enumerate(obj_names)))
-        cnn_eval.append(e)
-        if e["classification_accuracy"] is not None:
-            correct += e["classification_accuracy"] * e["n_matched"]
-            matched += e["n_matched"]
-    from cryomine_core.segment.objects import pool_evaluations
-
-    pooled = pool_evaluations(cnn_eval)
+        cnn_classes[tomo.stem] = predict_object_classes(vol, sub[list(T.COORDS)].to_numpy(), clf, meta, device)[0]
+    pooled = _evaluate_table(work / "objects/objects.star", sims["test"], tomos, names, 0, cnn_classes)
     result["classifier_val_accuracy"] = cm["val_accuracy"]
-    result["classification_accuracy_cnn"] = (correct / matched) if matched else None
+    result["classification_accuracy_cnn"] = pooled["classification_accuracy"]
     result["f1_overall_classwise_cnn"] = pooled["overall"]["f1"]
     result["f1_groups_cnn"] = {g: _pool(pooled["per_class"], members)["f1"] for g, members in groups.items()}
     if args.dilate:
-        per_tomo = {}
-        for tomo in tomos:
-            sub = objs[objs[T.TOMO] == tomo.stem]
-            vol, _ = read_mrc(tomo)
-            per_tomo[tomo.stem] = predict_object_classes(vol, sub[list(T.COORDS)].to_numpy(), clf, meta, device)[0]
-        dil = _evaluate_table(work / "objects/objects.star", sims["test"], tomos, names, args.dilate, per_tomo)
+        dil = _evaluate_table(work / "objects/objects.star", sims["test"], tomos, names, args.dilate, cnn_classes)
         result[f"dilate{args.dilate}"].update(
             f1_overall_classwise_cnn=dil["overall"]["f1"],
             f1_per_class_cnn={n: r["f1"] for n, r in dil["per_class"].items()},

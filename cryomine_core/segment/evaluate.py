@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
+from cryomine_core.segment.grouping import padded_box
+
 __all__ = ["dice_per_class", "prf", "match_objects", "dilate_instances", "fill_cavities", "recall_by_orientation"]
 
 
@@ -103,7 +105,7 @@ def fill_cavities(instances: np.ndarray) -> np.ndarray:
     for pid, bb in enumerate(ndimage.find_objects(inst), start=1):
         if bb is None:
             continue
-        sl = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(bb, inst.shape))
+        sl = padded_box(bb, inst.shape)
         mask = inst[sl] == pid
         filled = ndimage.binary_fill_holes(mask) & (out[sl] == 0)
         out[sl][filled] = pid

@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-__all__ = ["GroupingParams", "solidity", "split_component", "group_objects"]
+__all__ = ["GroupingParams", "solidity", "split_component", "group_objects", "padded_box"]
 
 _CORNERS = np.array([[i, j, k] for i in (-0.5, 0.5) for j in (-0.5, 0.5) for k in (-0.5, 0.5)])
 
@@ -48,6 +48,11 @@ class GroupingParams:
     split_factor: float = 1.4
     min_part_fraction: float = 0.25
     min_size_fraction: float = 0.1
+
+
+def padded_box(box: tuple[slice, ...], shape: tuple[int, ...], pad: int = 1) -> tuple[slice, ...]:
+    """``box`` (slices of :func:`scipy.ndimage.find_objects`) grown by ``pad`` voxels, clipped to ``shape``."""
+    return tuple(slice(max(s.start - pad, 0), min(s.stop + pad, dim)) for s, dim in zip(box, shape))
 
 
 def solidity(mask: np.ndarray) -> float:
@@ -203,7 +208,7 @@ def group_objects(labels: np.ndarray, object_classes: Sequence[int], *, probabil
     for lab, bb in enumerate(boxes, start=1):
         if bb is None:
             continue
-        sl = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, dim)) for s, dim in zip(bb, labels.shape))
+        sl = padded_box(bb, labels.shape)
         mask = comps[sl] == lab
         n_vox = int(mask.sum())
         if n_vox < p.min_voxels:
@@ -221,11 +226,10 @@ def group_objects(labels: np.ndarray, object_classes: Sequence[int], *, probabil
             nv = int(region.sum())
             if nv < p.min_voxels or (p.max_voxels is not None and nv > p.max_voxels):
                 continue
-            idx = np.argwhere(region)
-            centre = idx.mean(axis=0) + np.array([s.start for s in sl])
             c, conf = vote(sl, region)
             if p.min_size_fraction > 0 and nv < p.min_size_fraction * expected_voxels.get(c, 0.0):
                 continue
+            centre = np.argwhere(region).mean(axis=0) + np.array([s.start for s in sl])
             oid = len(objects) + 1
             instances[sl][region] = oid
             objects.append({"id": oid, "x": float(centre[2]), "y": float(centre[1]), "z": float(centre[0]),
