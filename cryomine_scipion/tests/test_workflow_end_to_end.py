@@ -27,6 +27,7 @@ from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 from cryomine_core.geometry import relion_angstrom_to_pose, scipion_matrix_to_pose  # noqa: E402
 from cryomine_core.io import table as T  # noqa: E402
 from cryomine_core.io.mrc import read_mrc  # noqa: E402
+from cryomine_scipion.tests.truth import coordinate_hits  # noqa: E402
 
 STRUCTURES = "phantom:0 phantom:1"
 VOXEL = 12.0
@@ -108,14 +109,7 @@ class TestCryomineEndToEnd(BaseTest):
         seg.inputModel.setExtended("model")
         self._launch(seg)
         instances = {ts: read_mrc(sim._getExtraPath("instances", f"{ts}.mrc"))[0] for ts in planted}
-        n_true = sum(len(np.unique(v)) - 1 for v in instances.values())
-        hits, n_pred = set(), 0
-        for coord in seg.coordinates.iterCoordinates():
-            n_pred += 1
-            x, y, z = (int(round(v)) for v in coord.getPosition(BOTTOM_LEFT_CORNER))
-            label = int(instances[coord.getTomoId()][z, y, x])
-            if label:
-                hits.add((coord.getTomoId(), label))
+        hits, n_pred, n_true = coordinate_hits(seg.coordinates, instances)
         recall, precision = len(hits) / n_true, len(hits) / max(n_pred, 1)
         print(f"segmentation: recall {recall:.2f} ({len(hits)}/{n_true}), precision {precision:.2f} "
               f"({len(hits)}/{n_pred})")

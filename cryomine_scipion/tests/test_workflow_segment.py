@@ -5,7 +5,6 @@ true particle (instance map) is a hit; recall and precision over the true partic
 on easy data (SNR 5), and the label masks must cover the true particles.
 """
 
-import numpy as np
 import pytest
 
 pytestmark = pytest.mark.scipion
@@ -13,6 +12,7 @@ pytestmark = pytest.mark.scipion
 from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
 from cryomine_core.io.mrc import read_mrc  # noqa: E402
+from cryomine_scipion.tests.truth import coordinate_hits  # noqa: E402
 
 
 class TestCryomineSegmentWorkflow(BaseTest):
@@ -21,8 +21,6 @@ class TestCryomineSegmentWorkflow(BaseTest):
         setupTestProject(cls)
 
     def test_simulate_train_segment(self):
-        from tomo.constants import BOTTOM_LEFT_CORNER
-
         from cryomine_scipion.protocols import ProtCryomineSegment, ProtCryomineSimulate, ProtCryomineTrainSegmenter
         from cryomine_scipion.protocols.protocol_simulate import TOMOGRAMS
 
@@ -48,14 +46,7 @@ class TestCryomineSegmentWorkflow(BaseTest):
         self.assertEqual(seg.labelMasks.getSize(), 2)
         instances = {name: read_mrc(sim._getExtraPath("instances", f"{name}.mrc"))[0]
                      for name in ("tomo000", "tomo001")}
-        n_true = sum(len(np.unique(v)) - 1 for v in instances.values())
-        hits, n_pred = set(), 0
-        for coord in seg.coordinates.iterCoordinates():
-            n_pred += 1
-            x, y, z = (int(round(v)) for v in coord.getPosition(BOTTOM_LEFT_CORNER))
-            label = int(instances[coord.getTomoId()][z, y, x])
-            if label:
-                hits.add((coord.getTomoId(), label))
+        hits, n_pred, n_true = coordinate_hits(seg.coordinates, instances)
         self.assertGreater(n_pred, 0)
         recall, precision = len(hits) / n_true, len(hits) / n_pred
         self.assertGreaterEqual(recall, 0.6, f"recall {recall:.2f} ({len(hits)}/{n_true})")
