@@ -3,6 +3,8 @@
     python benchmarks/classification.py --small          # 2-core CPU, < 30 min (see below)
     python benchmarks/classification.py                  # full mode, for a GPU
     python benchmarks/classification.py --throughput     # inference subtomograms/s per model at 40^3
+    python benchmarks/classification.py --learning-curve [--small]   # accuracy vs labelled per class
+                                                         # (benchmarks/learning_curve.py)
 
 For every cell (tilt range +-60, +-50, +-40 degrees x SNR 0.1, 0.05, 0.03, 0.01) one data set is
 simulated (:class:`~cryomine_core.simulate.SubtomogramSimulator`: random rotations and shifts,
@@ -225,6 +227,11 @@ def _table(cells: dict, columns: list[str]) -> str:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--learning-curve" in argv:
+        from learning_curve import main as learning_curve
+
+        return learning_curve(argv)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--small", action="store_true", help="settings for a 2-core CPU (< 30 min)")
     ap.add_argument("--throughput", action="store_true", help="only time the networks at 40^3")

@@ -16,6 +16,8 @@ key                   value
 ``class_numbers``     the training table's ``rlnClassNumber`` of each class (model order)
 ``temperature``       temperature-scaling factor (calibrated probabilities: softmax(logits / T))
 ``normalise``         per-volume input normalisation (``"zscore"``)
+``tta_range``         ``[tilt_min, tilt_max]`` degrees: predict with test-time augmentation over the
+                      wedge-preserving rotations of that range; absent or None: plain prediction
 ``state_dict``        the network's weights
 ``training``          summary: epochs, best epoch, accuracies, settings, dates
 ====================  ==============================================================
@@ -40,13 +42,14 @@ _REQUIRED = ("architecture", "build_args", "box", "voxel_size", "class_names", "
 
 def save_classifier(path: str | os.PathLike, model: SubtomogramNet, *, voxel_size: float, class_names: list[str],
                     class_numbers: list[int], temperature: float, normalise: str = "zscore",
-                    training: dict | None = None) -> Path:
+                    tta_range: tuple[float, float] | None = None, training: dict | None = None) -> Path:
     """Write ``model.pt`` atomically."""
     payload = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "architecture": model.arch,
         "build_args": dict(model.build_args), "box": list(model.box), "voxel_size": float(voxel_size),
         "class_names": [str(c) for c in class_names], "class_numbers": [int(n) for n in class_numbers],
         "temperature": float(temperature), "normalise": normalise,
+        "tta_range": None if tta_range is None else [float(tta_range[0]), float(tta_range[1])],
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "training": training or {},
     }

@@ -80,8 +80,11 @@ def predict_table(table: str | os.PathLike, model_path: str | os.PathLike, out_d
     ds = VolumeDataset(df[T.IMAGE], None, normalise=meta.get("normalise", "zscore"),
                        box=tuple(int(b) for b in meta["box"]))
     t0 = time.perf_counter()
+    tta_range = tuple(meta["tta_range"]) if meta.get("tta_range") else None
+    if tta_range is not None:
+        log.info("test-time augmentation over the wedge-preserving rotations of tilt range %g..%g", *tta_range)
     logits, _ = predict_logits(model, ds, device=dev, batch_size=batch_size, workers=workers, amp=amp,
-                               channels_last=channels_last)
+                               channels_last=channels_last, tta_range=tta_range)
     seconds = time.perf_counter() - t0
     temperature = float(meta.get("temperature", 1.0))
     probs = torch.softmax(logits.double() / temperature, dim=1).numpy()
@@ -109,7 +112,7 @@ def predict_table(table: str | os.PathLike, model_path: str | os.PathLike, out_d
         "class_numbers_out": {n: i + 1 for i, n in enumerate(names)}, "unknown_class_number": 0,
         "probability_columns": {f"{PROB_PREFIX}{i + 1}": n for i, n in enumerate(names)},
         "n": int(len(df)), "counts": counts, "n_unknown": int(unknown.sum()),
-        "unknown_threshold": unknown_threshold, "temperature": temperature,
+        "unknown_threshold": unknown_threshold, "temperature": temperature, "tta_range": tta_range,
         "mean_score": float(conf.mean()) if len(conf) else None,
         "seconds": seconds, "subtomograms_per_s": len(df) / max(seconds, 1e-9), "device": str(dev),
         "batch_size": batch_size,

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,10 @@ from cryomine_core.io.atomic import atomic_write_text
 from cryomine_core.io.mrc import read_mrc
 from cryomine_core.models import DEFAULT_MODEL, build_model, canonical_name, count_parameters
 from cryomine_core.train import TrainConfig, VolumeDataset, confusion_summary, fit, fit_temperature, nll, predict_logits
+from cryomine_core.train.augment import AugmentConfig
 from cryomine_core.train.calibration import expected_calibration_error
 from cryomine_core.train.plots import plot_confusion, plot_training_curves
+from cryomine_core.train.recipes import DEFAULT_RECIPE, recipe_config
 from cryomine_core.validate import check_subtomograms
 
 log = logging.getLogger("cryomine")
@@ -56,9 +59,10 @@ def check_finite_volumes(paths) -> None:
         del data
 
 
-def _evaluate(model, ds, labels_names, device, cfg, temperature=1.0) -> tuple[dict, torch.Tensor, np.ndarray]:
+def _evaluate(model, ds, labels_names, device, cfg, tta_range, temperature=1.0
+              ) -> tuple[dict, torch.Tensor, np.ndarray]:
     logits, y = predict_logits(model, ds, device=device, batch_size=cfg.eval_batch_size or 2 * cfg.batch_size,
-                               workers=cfg.workers, amp=cfg.amp, channels_last=cfg.channels_last)
+                               workers=cfg.workers, amp=cfg.amp, channels_last=cfg.channels_last, tta_range=tta_range)
     pred = logits.argmax(1).numpy()
     summary = confusion_summary(y, pred, labels_names)
     if len(y):
@@ -70,22 +74,57 @@ def _evaluate(model, ds, labels_names, device, cfg, temperature=1.0) -> tuple[di
     return summary, logits, y
 
 
+def _tilt_range(df, given: tuple[float, float] | None, source: str) -> tuple[float, float]:
+    """The set's tilt range: ``given``, else the table's (one range for all rows), else -60..60."""
+    if given is not None:
+        return float(given[0]), float(given[1])
+    if T.TILT_MIN in df.columns and T.TILT_MAX in df.columns:
+        ranges = T.tilt_ranges(df, source=source)
+        unique = np.unique(ranges, axis=0)
+        if len(unique) > 1:
+            # the widest missing wedge of the set: its augmentation never shows data the others lack
+            lo, hi = float(ranges[:, 0].max()), float(ranges[:, 1].min())
+            log.warning("%s: %d different tilt ranges; augmentation and test-time augmentation use the narrowest, "
+                        "%g..%g", source, len(unique), lo, hi)
+            return lo, hi
+        return float(unique[0, 0]), float(unique[0, 1])
+    log.info("%s: no tilt range in the table (cmTiltMin/cmTiltMax); augmentation assumes -60..60 (--tilt-range)",
+             source)
+    return -60.0, 60.0
+
+
 def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, model: str = DEFAULT_MODEL,
-                     config: TrainConfig | None = None, width: float = 1.0, test_fraction: float = 0.2,
-                     val_fraction: float = 0.2, min_per_class: int = MIN_PER_CLASS, device: str = "auto",
-                     resume: bool = False, check_finite: bool = True, plots: bool = True) -> dict:
+                     config: TrainConfig | None = None, recipe: str = DEFAULT_RECIPE, overrides: dict | None = None,
+                     augment: str | None = None, tilt_range: tuple[float, float] | None = None, width: float = 1.0,
+                     test_fraction: float = 0.2, val_fraction: float = 0.2, min_per_class: int = MIN_PER_CLASS,
+                     device: str = "auto", resume: bool = False, check_finite: bool = True, plots: bool = True) -> dict:
     """Train a classifier on the labelled subtomograms of ``table``; write the outputs to ``out_dir``.
+
+    The settings are ``config`` when given, else the ``recipe`` (:mod:`cryomine_core.train.recipes`)
+    with ``overrides`` (TrainConfig fields; None keeps the recipe's) and, for ``augment``, another
+    rotation group. ``tilt_range`` (degrees) is the wedge of the augmentation when the table has
+    none.
 
     Returns the metrics dict (also written to ``metrics.json``). Raises CryomineError for bad input:
     no labels, one class, a class under ``min_per_class`` examples, unreadable/NaN volumes, mixed box
     or voxel sizes, a box the architecture cannot take, or a checkpoint that does not match on resume.
     """
-    cfg = config or TrainConfig()
-    cfg.validate()
     arch = canonical_name(model)
     out = Path(out_dir)
     src = str(table)
     df = T.read_table(table, require=(T.IMAGE,))
+    if config is None:
+        wedge = _tilt_range(df, tilt_range, src)
+        config = recipe_config(recipe, tilt_range=wedge, **(overrides or {}))
+        if augment is not None:
+            base = config.augment or AugmentConfig(tilt_range=wedge)
+            # 'none' keeps an inactive augmentation that still carries the wedge for test-time augmentation
+            off = {"max_shift": 0, "contrast": 0.0, "noise": 0.0} if augment == "none" else {}
+            config = replace(config, augment=replace(base, group=augment, **off))
+    cfg = config
+    cfg.validate()
+    tta_range = tuple(cfg.augment.tilt_range) if (cfg.tta and cfg.augment is not None) else (
+        _tilt_range(df, tilt_range, src) if cfg.tta else None)
     labels, names, numbers = table_labels(df, source=src)
     keep = labels >= 0
     if (~keep).any():
@@ -124,14 +163,14 @@ def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, mo
                  resume=resume, n_classes=len(names), extra_checkpoint={"architecture": arch, "class_names": names})
     train_seconds = time.perf_counter() - t0
 
-    val_summary, val_logits, val_y = _evaluate(net, sets["val"], names, dev, cfg)
+    val_summary, val_logits, val_y = _evaluate(net, sets["val"], names, dev, cfg, tta_range)
     temperature = fit_temperature(val_logits, val_y) if len(val_y) else 1.0
     if len(val_y):
         val_summary["nll_calibrated"] = nll(val_logits, val_y, temperature)
         val_summary["ece_calibrated"] = expected_calibration_error(
             torch.softmax(val_logits.double() / temperature, 1), val_y)
     t1 = time.perf_counter()
-    test_summary, _, test_y = _evaluate(net, sets["test"], names, dev, cfg, temperature)
+    test_summary, _, test_y = _evaluate(net, sets["test"], names, dev, cfg, tta_range, temperature)
     test_seconds = time.perf_counter() - t1
     n_train_seen = sum(len(sets["train"]) for _ in result.history)
 
@@ -143,9 +182,10 @@ def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, mo
         "cryomine_version": __version__, "table": str(Path(table).resolve()),
     }
     save_classifier(out / "model.pt", net, voxel_size=voxel, class_names=names, class_numbers=numbers,
-                    temperature=temperature, training=training)
+                    temperature=temperature, tta_range=tta_range, training=training)
     metrics = {
-        "model": arch, "width": width, "n_parameters": n_params, "box": box, "voxel_size": voxel,
+        "model": arch, "recipe": cfg.recipe, "tta_range": tta_range, "width": width, "n_parameters": n_params,
+        "box": box, "voxel_size": voxel,
         "class_names": names, "class_numbers": numbers, "n_per_class": counts,
         "n_split": {s: int((split == s).sum()) for s in ("train", "val", "test")},
         "n_per_class_split": {s: {n: int(((split == s) & (labels == i)).sum()) for i, n in enumerate(names)}

@@ -26,6 +26,9 @@ def _bool_mode(value: str):
 def register(sub) -> None:
     from cryomine_core.classify.labels import MIN_PER_CLASS
     from cryomine_core.models import DEFAULT_MODEL, model_names
+    from cryomine_core.train.augment import AUGMENT_GROUPS
+    from cryomine_core.train.loop import OPTIMIZERS, SCHEDULES
+    from cryomine_core.train.recipes import DEFAULT_RECIPE, RECIPES
 
     p = sub.add_parser("classify", help="train / apply CNN classifiers of subtomograms", description=__doc__)
     csub = p.add_subparsers(dest="classify_command", metavar="ACTION")
@@ -41,26 +44,51 @@ def register(sub) -> None:
                    f"(default: {DEFAULT_MODEL})")
     t.add_argument("--width", type=float, default=1.0,
                    help="channel/FC width multiplier (1 = published network; e.g. 0.25 for a fast narrow variant)")
-    t.add_argument("--epochs", type=int, default=20, help="most epochs (default 20)")
-    t.add_argument("--batch-size", type=int, default=64, help="subtomograms per SGD step (default 64)")
-    t.add_argument("--lr", type=float, default=0.005, help="learning rate (default 0.005)")
-    t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
-    t.add_argument("--no-nesterov", dest="nesterov", action="store_false", help="plain instead of Nesterov momentum")
-    t.add_argument("--lr-decay", type=float, default=1e-7,
-                   help="Keras-style learning-rate decay per step, lr/(1+decay*step) (default 1e-7, the paper's)")
-    t.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay (default 0)")
-    t.add_argument("--patience", type=int, default=5,
-                   help="early stop after this many epochs without validation-loss improvement (0: off; default 5)")
+    t.add_argument("--recipe", choices=list(RECIPES), default=DEFAULT_RECIPE,
+                   help="training recipe: 'subtomo' (default: wedge-respecting augmentation, AdamW with warm-up and "
+                        "cosine decay, label smoothing 0.1, test-time augmentation, 40 epochs, batch 32) or 'paper' "
+                        "(Che et al. 2018: SGD with Nesterov momentum, lr 0.005, batch 64, 20 epochs, early stop after "
+                        "5, no augmentation). The options below override single settings of the recipe.")
+    t.add_argument("--epochs", type=int, default=None, help="most epochs (subtomo 40, paper 20)")
+    t.add_argument("--batch-size", type=int, default=None, help="subtomograms per step (subtomo 32, paper 64)")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (subtomo 0.001, paper 0.005)")
+    t.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None, help="subtomo adamw, paper sgd")
+    t.add_argument("--schedule", choices=list(SCHEDULES), default=None,
+                   help="learning-rate schedule: cosine (subtomo; decays to 0 at the last epoch after --warmup-epochs) "
+                        "or inverse-time (paper; lr/(1+decay*step))")
+    t.add_argument("--warmup-epochs", type=float, default=None, help="linear warm-up of the cosine schedule (1)")
+    t.add_argument("--label-smoothing", type=float, default=None, help="cross-entropy label smoothing (subtomo 0.1)")
+    t.add_argument("--augment", choices=list(AUGMENT_GROUPS), default=None,
+                   help="rotations of the augmentation: 'wedge' (the exact 180-degree rotations that keep the missing "
+                        "wedge), 'z' (subtomo default: any angle about the beam axis, the particle's wedge re-imposed, "
+                        "plus 'wedge'), 'so3' (any rotation, wedge re-imposed) or 'none' (paper). Shifts of +-1 "
+                        "voxel and contrast/noise jitter come with any choice but 'none'")
+    t.add_argument("--tta", type=_bool_mode, default=None,
+                   help="test-time augmentation over the wedge-preserving rotations at validation and prediction: "
+                        "on (subtomo) or off (paper)")
+    t.add_argument("--tilt-range", type=float, nargs=2, metavar=("MIN", "MAX"), default=None,
+                   help="tilt range (degrees) of the subtomograms' missing wedge for the augmentation, when the table "
+                        "has no cmTiltMin/cmTiltMax columns (default -60 60)")
+    t.add_argument("--momentum", type=float, default=None, help="SGD momentum (paper 0.9)")
+    t.add_argument("--no-nesterov", dest="nesterov", action="store_false", default=None,
+                   help="plain instead of Nesterov momentum (SGD)")
+    t.add_argument("--lr-decay", type=float, default=None,
+                   help="Keras-style learning-rate decay per step of the inverse-time schedule (paper 1e-7)")
+    t.add_argument("--weight-decay", type=float, default=None, help="weight decay (subtomo 0.05 with AdamW; paper 0)")
+    t.add_argument("--patience", type=int, default=None,
+                   help="early stop after this many epochs without improvement of --monitor (0: off; subtomo 0, "
+                        "paper 5)")
     t.add_argument("--grad-clip", type=float, default=None,
-                   help="clip the gradient norm to this value (default: off, as in the paper)")
-    t.add_argument("--monitor", choices=["val_loss", "val_accuracy"], default="val_loss",
-                   help="quantity for early stopping and best-epoch choice (default val_loss)")
+                   help="clip the gradient norm to this value (default: off)")
+    t.add_argument("--monitor", choices=["val_loss", "val_accuracy"], default=None,
+                   help="quantity for early stopping and the choice of the kept epoch (subtomo val_accuracy, paper "
+                        "val_loss)")
     t.add_argument("--test-fraction", type=float, default=0.2, help="fraction per class held out for test (0.2)")
     t.add_argument("--val-fraction", type=float, default=0.2,
                    help="fraction of the remaining training items per class held for validation (0.2)")
     t.add_argument("--min-per-class", type=int, default=MIN_PER_CLASS,
                    help=f"refuse classes with fewer examples (default {MIN_PER_CLASS})")
-    t.add_argument("--balance", nargs="?", const="loss", default="none", choices=["none", "loss", "sample"],
+    t.add_argument("--balance", nargs="?", const="loss", default=None, choices=["none", "loss", "sample"],
                    help="class balancing: 'loss' (inverse-frequency class weights; the default when the flag is "
                         "given alone), 'sample' (draw classes equally often) or 'none' (default)")
     t.add_argument("--seed", type=int, default=0, help="random seed (split, initialisation, sampling)")
@@ -71,7 +99,7 @@ def register(sub) -> None:
                    help="channels-last memory layout: auto (on with CUDA), on, off")
     t.add_argument("--no-check-finite", dest="check_finite", action="store_false",
                    help="skip the NaN/inf scan of all volumes before training")
-    t.add_argument("--log-interval", type=float, default=30.0, help="seconds between in-epoch progress lines")
+    t.add_argument("--log-interval", type=float, default=None, help="seconds between in-epoch progress lines (30)")
     add_device_argument(t)
     t.set_defaults(func=run_train)
 
@@ -99,19 +127,19 @@ def register(sub) -> None:
 
 def run_train(args) -> int:
     from cryomine_core.classify import train_classifier
-    from cryomine_core.train import TrainConfig
 
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
-                      nesterov=args.nesterov, lr_decay=args.lr_decay, weight_decay=args.weight_decay,
-                      patience=args.patience, monitor=args.monitor, balance=args.balance, seed=args.seed,
-                      workers=args.workers, amp=args.amp, channels_last=args.channels_last,
-                      log_interval_s=args.log_interval, grad_clip=args.grad_clip)
-    metrics = train_classifier(args.table, args.out, model=args.model, config=cfg, width=args.width,
+    overrides = {k: getattr(args, k) for k in (
+        "epochs", "batch_size", "lr", "momentum", "nesterov", "lr_decay", "weight_decay", "patience", "monitor",
+        "balance", "seed", "workers", "amp", "channels_last", "grad_clip", "optimizer", "schedule", "warmup_epochs",
+        "label_smoothing", "tta")}
+    overrides["log_interval_s"] = args.log_interval
+    metrics = train_classifier(args.table, args.out, model=args.model, recipe=args.recipe, overrides=overrides,
+                               augment=args.augment, tilt_range=args.tilt_range, width=args.width,
                                test_fraction=args.test_fraction, val_fraction=args.val_fraction,
                                min_per_class=args.min_per_class, device=args.device, resume=args.resume,
                                check_finite=args.check_finite)
-    print(json.dumps({k: metrics[k] for k in ("model", "box", "voxel_size", "class_names", "epochs_run", "best_epoch",
-                                              "val_accuracy", "test_accuracy", "temperature")}))
+    print(json.dumps({k: metrics[k] for k in ("model", "recipe", "box", "voxel_size", "class_names", "epochs_run",
+                                              "best_epoch", "val_accuracy", "test_accuracy", "temperature")}))
     return 0
 
 

@@ -105,12 +105,21 @@ def test_predict_columns_and_test_accuracy(trained, dataset):
     assert json.loads((out2 / "metrics.json").read_text())["n_unknown"] == int(low.sum())
 
 
-def test_resume_from_cli(trained, dataset):
-    rc = main(["classify", "train", "--in", str(dataset / "data" / "particles.star"), "--out", str(trained),
-               "--epochs", "4", "--patience", "0", "--resume", *TRAIN_ARGS])
+def test_resume_from_cli(trained, dataset, capsys, tmp_path):
+    table = str(dataset / "data" / "particles.star")
+    # the subtomo recipe's cosine schedule spans the planned epochs: more epochs on resume is refused
+    rc = main(["classify", "train", "--in", table, "--out", str(trained), "--epochs", "4", "--patience", "0",
+               "--resume", *TRAIN_ARGS])
+    assert rc == 2 and "epochs" in _err(capsys)
+    # the paper's recipe (inverse-time decay) can be extended
+    out = tmp_path / "paper"
+    assert main(["classify", "train", "--in", table, "--out", str(out), "--recipe", "paper", "--epochs", "2",
+                 "--patience", "0", *TRAIN_ARGS]) == 0
+    rc = main(["classify", "train", "--in", table, "--out", str(out), "--recipe", "paper", "--epochs", "3",
+               "--patience", "0", "--resume", *TRAIN_ARGS])
     assert rc == 0
-    m = json.loads((trained / "metrics.json").read_text())
-    assert m["resumed_from_epoch"] == 3 and m["epochs_run"] == 4
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["resumed_from_epoch"] == 2 and m["epochs_run"] == 3 and m["recipe"] == "paper"
 
 
 def test_bad_training_input(dataset, capsys, tmp_path):

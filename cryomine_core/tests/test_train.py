@@ -21,6 +21,7 @@ from cryomine_core.train import (
     nll,
     predict_logits,
 )
+from cryomine_core.train.recipes import recipe_config
 
 BOX = 12
 
@@ -68,9 +69,14 @@ def _state_equal(a, b) -> bool:
     return all(torch.equal(a[k], b[k]) for k in a) and a.keys() == b.keys()
 
 
-def test_resume_equals_uninterrupted(easy, tmp_path):
+def _recipe_cfg(recipe: str, **kw):
+    return _cfg(**kw) if recipe == "paper" else recipe_config(recipe, log_interval_s=1e9, **kw)
+
+
+@pytest.mark.parametrize("recipe", ["paper", "subtomo"])  # subtomo: augmentation and TTA draw random numbers too
+def test_resume_equals_uninterrupted(easy, tmp_path, recipe):
     train, val = easy
-    cfg = _cfg(epochs=4, batch_size=16, lr=0.01, balance="sample", seed=3)
+    cfg = _recipe_cfg(recipe, epochs=4, batch_size=16, lr=0.01, balance="sample", seed=3)
 
     torch.manual_seed(1)
     full = build_model("compact3d", 3, BOX, width=0.25)   # batch norm + dropout: uses RNG and buffers
@@ -101,8 +107,8 @@ def test_resume_equals_uninterrupted(easy, tmp_path):
     assert (ref.best_epoch, ref.stopped_early) == (res.best_epoch, res.stopped_early)
 
     with pytest.raises(CryomineError, match="other settings"):
-        fit(build_model("compact3d", 3, BOX, width=0.25), train, val, _cfg(epochs=4, batch_size=16, lr=0.02,
-                                                                          balance="sample", seed=3),
+        fit(build_model("compact3d", 3, BOX, width=0.25), train, val,
+            _recipe_cfg(recipe, epochs=4, batch_size=16, lr=0.02, balance="sample", seed=3),
             checkpoint_path=tmp_path / "b.pt", resume=True)
     with pytest.raises(CryomineError, match="another architecture"):
         fit(build_model("dsrf3d-v2", 3, BOX, width=0.25), train, val, cfg, checkpoint_path=tmp_path / "b.pt",

@@ -14,6 +14,8 @@ from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
 ARCHITECTURES = ["dsrf3d-v2", "dsrf3d", "rb3d", "cb3d", "compact3d"]
 FROM_CLASSES, FROM_SETS = 0, 1
 BALANCE = ["none", "loss", "sample"]
+RECIPES = ["subtomo", "paper"]
+AUGMENT = ["recipe default", "wedge", "z", "so3", "none"]
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -27,10 +29,12 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
 
     Labelled examples come either from a set of classes (e.g. the true classes of CryoMine's
     simulator, or classes from another classification you trust) or from several sets of
-    subtomograms, one per class, named after the sets. The default recipe is the paper's: SGD with
-    Nesterov momentum 0.9, learning rate 0.005, batch 64, at most 20 epochs with early stopping
-    after 5 epochs without improvement, 80/20 train/test split with 20 % of training kept for
-    validation. A checkpoint is written every epoch: if the run stops, "Continue" resumes from it.
+    subtomograms, one per class, named after the sets. The default recipe ("subtomo") is made for a
+    few hundred labelled subtomograms per class: augmentation that keeps the missing wedge, AdamW
+    with warm-up and cosine decay, label smoothing, test-time augmentation, 40 epochs. The paper's
+    recipe (SGD with Nesterov momentum, learning rate 0.005, batch 64, 20 epochs, early stop after
+    5) stays available. 80/20 train/test split with 20 % of training kept for validation. A
+    checkpoint is written every epoch: if the run stops, "Continue" resumes from it.
 
     Output: a trained model that records its architecture, box, voxel size and class names, for
     "classify with CNN". "Analyze results" shows the training curves and the confusion matrix.
@@ -56,8 +60,9 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
                            "Edit): it becomes the class name.")
         form.addParam("tiltRangeMissing", params.BooleanParam, default=False, expertLevel=params.LEVEL_ADVANCED,
                       label="Give a tilt range for items without one?",
-                      help="Recorded with items that carry no acquisition (the networks do not need it; it is "
-                           "kept so later steps can use the missing wedge).")
+                      help="Recorded with items that carry no acquisition. The 'subtomo' recipe's augmentation and "
+                           "test-time augmentation use the missing wedge of this range (-60..60 is assumed when no "
+                           "item has one).")
         form.addParam("tiltMin", params.FloatParam, default=-60.0, condition="tiltRangeMissing",
                       label="Minimum tilt (deg)", help="Lowest tilt angle of items without an acquisition.")
         form.addParam("tiltMax", params.FloatParam, default=60.0, condition="tiltRangeMissing",
@@ -70,17 +75,35 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
                            "parameters at 40^3, memory hungry). cb3d: C3D-like, ~61 M parameters, slowest. "
                            "compact3d: CryoMine's small network with global pooling (~0.4 M parameters, any box). "
                            "The first fully connected layer of the paper's networks follows the box size.")
-        form.addParam("epochs", params.IntParam, default=20, validators=[params.GT(0)], label="Epochs (max)",
-                      help="Most passes over the training set (20 in the paper).")
-        form.addParam("patience", params.IntParam, default=5, validators=[params.GT(0)],
-                      label="Early stop after (epochs)",
-                      help="Stop when the validation loss has not improved for this many epochs; the best epoch's "
-                           "weights are kept.")
-        form.addParam("batchSize", params.IntParam, default=64, validators=[params.GT(0)], label="Batch size",
-                      help="Subtomograms per optimisation step (64 in the paper). Lower it if the GPU runs out of "
-                           "memory.")
-        form.addParam("learningRate", params.FloatParam, default=0.005, validators=[params.Positive],
-                      label="Learning rate", help="SGD learning rate (0.005 in the paper).")
+        form.addParam("recipe", params.EnumParam, choices=RECIPES, default=0, label="Training recipe",
+                      display=params.EnumParam.DISPLAY_HLIST,
+                      help="subtomo (default): made for a few hundred labelled subtomograms per class. Every batch "
+                           "is augmented without showing the network data the tomogram lacks: the 180-degree "
+                           "rotations that keep the missing wedge, any rotation about the beam axis with the "
+                           "particle's own wedge re-imposed, +-1 voxel shifts, contrast and noise jitter. AdamW "
+                           "(learning rate 0.001, weight decay 0.05), one warm-up epoch then cosine decay, label "
+                           "smoothing 0.1, batch 32, 40 epochs; the epoch with the best validation accuracy is kept; "
+                           "prediction averages the wedge-preserving rotations (test-time augmentation). "
+                           "paper: Che et al. (2018) unchanged (SGD with Nesterov momentum 0.9, learning rate 0.005, "
+                           "batch 64, 20 epochs, early stop after 5 without validation-loss improvement, no "
+                           "augmentation). Leave the settings below empty to use the recipe's values.")
+        form.addParam("augment", params.EnumParam, choices=AUGMENT, default=0, expertLevel=params.LEVEL_ADVANCED,
+                      label="Rotations of the augmentation",
+                      help="recipe default: z for subtomo, none for paper. wedge: only the exact 180-degree "
+                           "rotations that keep the missing wedge. z: any angle about the beam axis (wedge "
+                           "re-imposed) plus those. so3: any rotation, wedge re-imposed. none: no augmentation.")
+        form.addParam("epochs", params.IntParam, allowsNull=True, validators=[params.GT(0)], label="Epochs (max)",
+                      help="Most passes over the training set. Empty: the recipe's (subtomo 40, paper 20).")
+        form.addParam("patience", params.IntParam, allowsNull=True, label="Early stop after (epochs)",
+                      help="Stop when the validation score has not improved for this many epochs (0: never); the "
+                           "best epoch's weights are kept either way. Empty: the recipe's (subtomo never, since its "
+                           "cosine schedule needs the last epochs; paper 5).")
+        form.addParam("batchSize", params.IntParam, allowsNull=True, validators=[params.GT(0)], label="Batch size",
+                      help="Subtomograms per optimisation step. Empty: the recipe's (subtomo 32, paper 64). Lower "
+                           "it if the GPU runs out of memory.")
+        form.addParam("learningRate", params.FloatParam, allowsNull=True, validators=[params.Positive],
+                      label="Learning rate",
+                      help="Peak learning rate. Empty: the recipe's (subtomo 0.001 with AdamW, paper 0.005 with SGD).")
         form.addParam("balance", params.EnumParam, choices=BALANCE, default=1, expertLevel=params.LEVEL_ADVANCED,
                       label="Class balancing",
                       help="none: as the data come. loss: weight the loss by inverse class frequency. sample: draw "
@@ -125,11 +148,16 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
 
     def trainStep(self):
         args = ["--in", self._getExtraPath(INPUT_TABLE), "--out", self._getExtraPath(),
-                "--model", ARCHITECTURES[self.architecture.get()], "--epochs", self.epochs.get(),
-                "--patience", self.patience.get(), "--batch-size", self.batchSize.get(),
-                "--lr", self.learningRate.get(), "--balance", BALANCE[self.balance.get()],
-                "--test-fraction", self.testFraction.get(), "--val-fraction", self.valFraction.get(),
-                "--seed", self.seed.get()]
+                "--model", ARCHITECTURES[self.architecture.get()], "--recipe", RECIPES[self.recipe.get()],
+                "--balance", BALANCE[self.balance.get()], "--test-fraction", self.testFraction.get(),
+                "--val-fraction", self.valFraction.get(), "--seed", self.seed.get()]
+        for flag, param in (("--epochs", self.epochs), ("--patience", self.patience),
+                            ("--batch-size", self.batchSize), ("--lr", self.learningRate)):
+            if param.get() is not None:
+                args += [flag, param.get()]
+        if self.augment.get():
+            args += ["--augment", AUGMENT[self.augment.get()]]
+
         if os.path.exists(self._getExtraPath(CHECKPOINT_FILE)):
             self.info("Checkpoint found: resuming the interrupted training.")
             args.append("--resume")
@@ -190,8 +218,9 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
         m = self.readMetrics()
         if not m:
             return []
-        return [f"A {ARCHITECTURES[self.architecture.get()]} network (Che et al. 2018) was trained with CryoMine on "
-                f"{len(m.get('class_names', []))} classes of subtomograms; test accuracy "
+        return [f"A {ARCHITECTURES[self.architecture.get()]} network (Che et al. 2018) was trained with CryoMine "
+                f"(recipe {RECIPES[self.recipe.get()]}) on {len(m.get('class_names', []))} classes of subtomograms; "
+                "test accuracy "
                 f"{m.get('test_accuracy') or float('nan'):.3f}."]
 
     def _citations(self):

@@ -1,0 +1,51 @@
+"""Training recipes: named sets of :class:`~cryomine_core.train.loop.TrainConfig` defaults.
+
+``subtomo`` (CryoMine's default for every architecture) is made for a few hundred labelled
+subtomograms per class:
+
+- augmentation that keeps the missing wedge (:mod:`.augment`): the exact wedge-preserving
+  180-degree rotations, any rotation about the beam axis with the particle's wedge re-imposed,
+  +-1 voxel shifts, contrast and noise jitter;
+- AdamW (lr 1e-3, weight decay 0.05 on weights only), one warm-up epoch, cosine decay to zero;
+- label smoothing 0.1;
+- test-time augmentation over the wedge-preserving group at validation and prediction;
+- batch 32, 40 epochs, best epoch kept by validation accuracy, no early stop (the cosine
+  schedule needs its last epochs).
+
+``paper`` is Che et al. 2018's recipe unchanged: SGD with Nesterov momentum 0.9, lr 0.005,
+Keras decay 1e-7, batch 64, 20 epochs, early stop after 5 epochs without validation-loss
+improvement, no augmentation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from cryomine_core.errors import CryomineError
+from cryomine_core.train.augment import AugmentConfig
+from cryomine_core.train.loop import TrainConfig
+
+__all__ = ["DEFAULT_RECIPE", "RECIPES", "recipe_config"]
+
+RECIPES = ("subtomo", "paper")
+DEFAULT_RECIPE = "subtomo"
+
+
+def recipe_config(recipe: str = DEFAULT_RECIPE, *, tilt_range: tuple[float, float] = (-60.0, 60.0),
+                  **overrides) -> TrainConfig:
+    """The :class:`TrainConfig` of ``recipe`` with ``overrides`` (TrainConfig fields; None = keep).
+
+    ``tilt_range`` (degrees) is the data set's wedge, used by the augmentation and the test-time
+    augmentation of ``subtomo``.
+    """
+    if recipe == "paper":
+        cfg = TrainConfig(recipe="paper")
+    elif recipe == "subtomo":
+        cfg = TrainConfig(recipe="subtomo", epochs=40, batch_size=32, lr=1e-3, optimizer="adamw", weight_decay=0.05,
+                          schedule="cosine", warmup_epochs=1.0, label_smoothing=0.1, patience=0,
+                          monitor="val_accuracy", tta=True,
+                          augment=AugmentConfig(group="z", max_shift=1, contrast=0.1, noise=0.2,
+                                                tilt_range=(float(tilt_range[0]), float(tilt_range[1]))))
+    else:
+        raise CryomineError(f"unknown training recipe '{recipe}'; use one of {', '.join(RECIPES)}.")
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
