@@ -11,8 +11,8 @@ and each CNN, trained with a recipe of :mod:`cryomine_core.train.recipes`, see t
 **The test set differs from training in acquisition, not only in seed**: training and validation
 subtomograms are simulated with 5 um underfocus, a 2-degree tilt step and direct Fourier inversion;
 the test subtomograms with an underfocus of 3, 4, 5 or 6 um (a quarter each), a 3-degree tilt step
-and weighted back-projection. Validation (30 per class) is drawn like the training set: what a
-user has.
+and weighted back-projection. Validation is drawn like the training set: what a
+user has (30 per class; 20 with ``--small``).
 
 **Structures kept apart from the design.** The recipe was designed on other complexes (1bxn, 1f4a,
 1u6g, 2cg9, 3cf3, 3d2f at 16 Å, 24^3, SNR 0.1, +-60) and at another voxel size. This benchmark uses
@@ -21,10 +21,11 @@ included): 1s3x, 2uv8, 3h84, 3ipm, 3j9i, 3qm1, 4v4r, 4v7r, 6pxm, 6qzp, 8tux, the
 ``--n-classes`` of them (8 by default). Without that folder: procedural phantoms (marked so).
 
 ``--small`` (2 CPU cores, < 30 min): cells +-60/+-40 x SNR 0.1/0.05, n = 25, 50, 150 per class
-(500 and 1000 only in full mode: a 2-core CPU trains ~45 subtomograms/s at 24^3), 50 test per
-class, compact3d (width 0.5) with the ``subtomo`` recipe; epochs ``min(30, 12000 / n_train)`` (at
-least 10), two cells at a time in two processes of one torch thread. Full mode adds n = 500, 1000,
-DSRF3D-v2 (width 1), 100 test per class and 40 epochs.
+(500 and 1000 only in full mode: one CPU core trains compact3d at ~35 subtomograms/s at 24^3),
+20 validation and 50 test per class, compact3d (width 0.5) with the ``subtomo`` recipe; epochs
+``min(20, 8000 / n_train)``, at least 8, two cells at a time in two processes of one torch thread.
+Full mode: n = 25, 50, 150, 500, 1000, compact3d and DSRF3D-v2 (width 1), 30 validation and 100
+test per class, epochs ``min(40, 60000 / n_train)``, at least 10.
 
 Reports, per cell and n, each method's test accuracy and the ratio CNN / RIF-SVM, and for each CNN
 run the best and the final validation accuracy (the collapse the ``subtomo`` recipe fixes shows as a
@@ -194,11 +195,11 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING)
     small = args.small
     opts = {
-        "box": 24, "voxel": 20.0, "max_shift": 1.0, "n_val": 30, "n_test": 50 if small else 100,
+        "box": 24, "voxel": 20.0, "max_shift": 1.0, "n_val": 20 if small else 30, "n_test": 50 if small else 100,
         "sizes": args.sizes or ([25, 50, 150] if small else [25, 50, 150, 500, 1000]),
         "models": args.models or (["compact3d"] if small else ["compact3d", "dsrf3d-v2"]),
         "recipe": args.recipe, "shells": 12,
-        "max_epochs": 30 if small else 40, "min_epochs": 10, "passes": 12000 if small else 60000,
+        "max_epochs": 20 if small else 40, "min_epochs": 8 if small else 10, "passes": 8000 if small else 60000,
     }
     opts["widths"] = {m: (0.5 if small else 1.0) for m in opts["models"]}
     folder = Path(args.structures_dir) if args.structures_dir else REPO.parent / "shared" / "data" / "structures"

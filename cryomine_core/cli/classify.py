@@ -45,13 +45,13 @@ def register(sub) -> None:
     t.add_argument("--width", type=float, default=1.0,
                    help="channel/FC width multiplier (1 = published network; e.g. 0.25 for a fast narrow variant)")
     t.add_argument("--recipe", choices=list(RECIPES), default=DEFAULT_RECIPE,
-                   help="training recipe: 'subtomo' (default: wedge-respecting augmentation, AdamW with warm-up and "
+                   help="training recipe: 'subtomo' (default: wedge-preserving augmentation, AdamW with warm-up and "
                         "cosine decay, label smoothing 0.1, test-time augmentation, 40 epochs, batch 32) or 'paper' "
                         "(Che et al. 2018: SGD with Nesterov momentum, lr 0.005, batch 64, 20 epochs, early stop after "
                         "5, no augmentation). The options below override single settings of the recipe.")
     t.add_argument("--epochs", type=int, default=None, help="most epochs (subtomo 40, paper 20)")
     t.add_argument("--batch-size", type=int, default=None, help="subtomograms per step (subtomo 32, paper 64)")
-    t.add_argument("--lr", type=float, default=None, help="peak learning rate (subtomo 0.001, paper 0.005)")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (subtomo 0.003, paper 0.005)")
     t.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None, help="subtomo adamw, paper sgd")
     t.add_argument("--schedule", choices=list(SCHEDULES), default=None,
                    help="learning-rate schedule: cosine (subtomo; decays to 0 at the last epoch after --warmup-epochs) "
@@ -59,10 +59,11 @@ def register(sub) -> None:
     t.add_argument("--warmup-epochs", type=float, default=None, help="linear warm-up of the cosine schedule (1)")
     t.add_argument("--label-smoothing", type=float, default=None, help="cross-entropy label smoothing (subtomo 0.1)")
     t.add_argument("--augment", choices=list(AUGMENT_GROUPS), default=None,
-                   help="rotations of the augmentation: 'wedge' (the exact 180-degree rotations that keep the missing "
-                        "wedge), 'z' (subtomo default: any angle about the beam axis, the particle's wedge re-imposed, "
-                        "plus 'wedge'), 'so3' (any rotation, wedge re-imposed) or 'none' (paper). Shifts of +-1 "
-                        "voxel and contrast/noise jitter come with any choice but 'none'")
+                   help="rotations of the augmentation: 'wedge' (subtomo default: the exact 180-degree rotations that "
+                        "keep the missing wedge), 'z' (any angle about the beam axis, the particle's wedge "
+                        "re-imposed, plus 'wedge'), 'so3' (any rotation, wedge re-imposed) or 'none' (paper: no "
+                        "augmentation at all). Shifts of +-1 voxel and contrast/noise jitter come with any choice "
+                        "but 'none'")
     t.add_argument("--tta", type=_bool_mode, default=None,
                    help="test-time augmentation over the wedge-preserving rotations at validation and prediction: "
                         "on (subtomo) or off (paper)")

@@ -17,9 +17,12 @@ Two kinds of transforms avoid that:
   own observed-region mask, so the result misses at least the original wedge (the union of the
   original and the rotated one): never information the real data lack.
 
-Then small integer shifts (circular, exact), a random contrast scale, and noise jitter (white noise
-of a random fraction of the volume's standard deviation, restricted to the observed region), and
-the volume is normalised again (zero mean, unit standard deviation).
+Then small integer shifts (circular, exact), a random radial filter (``exp(b (k / k_Nyquist)^2)`` with
+``b`` drawn from ``[-spectrum, spectrum]``: a random B-factor, blurring or sharpening, which stands
+in for acquisitions that weight the frequencies differently -- another defocus, another
+reconstruction filter), noise jitter (white noise of a random fraction of the volume's standard
+deviation, restricted to the observed region), and the volume is normalised again (zero mean, unit
+standard deviation) with a random contrast scale.
 
 Everything acts on batches ``(B, 1, D, H, W)`` on any device and draws from one
 :class:`torch.Generator` (CPU), so a training run is reproducible and resumable.
@@ -61,6 +64,7 @@ class AugmentConfig:
         contrast: contrast scale drawn from ``[1 - contrast, 1 + contrast]``.
         noise: added noise standard deviation drawn from ``[0, noise]`` times the volume's own
             standard deviation (restricted to the observed Fourier region).
+        spectrum: largest magnitude of the random radial filter's exponent (0: off).
         tilt_range: ``(tilt_min, tilt_max)`` degrees of the data set's wedge, used for the
             wedge group and for re-imposing the wedge (items may override it).
     """
@@ -69,6 +73,7 @@ class AugmentConfig:
     max_shift: int = 1
     contrast: float = 0.1
     noise: float = 0.2
+    spectrum: float = 0.0
     tilt_range: tuple[float, float] = (-60.0, 60.0)
 
     def validate(self) -> None:
@@ -79,6 +84,7 @@ class AugmentConfig:
             (self.max_shift >= 0, f"augmentation shift {self.max_shift}: give a value >= 0 voxels"),
             (0 <= self.contrast < 1, f"contrast jitter {self.contrast}: give a value in [0, 1)"),
             (self.noise >= 0, f"noise jitter {self.noise}: give a value >= 0"),
+            (0 <= self.spectrum <= 5, f"spectrum jitter {self.spectrum}: give a value in [0, 5]"),
             (-90 <= lo < hi <= 90, f"tilt range ({lo:g}, {hi:g}): give -90 <= MIN < MAX <= 90 degrees"),
         ]
         for ok, msg in checks:
@@ -87,7 +93,8 @@ class AugmentConfig:
 
     @property
     def active(self) -> bool:
-        return self.group != "none" or self.max_shift > 0 or self.contrast > 0 or self.noise > 0
+        return (self.group != "none" or self.max_shift > 0 or self.contrast > 0 or self.noise > 0
+                or self.spectrum > 0)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -123,6 +130,14 @@ def _observed_masks(shape, tilt_ranges: torch.Tensor, device) -> torch.Tensor:
     unique, inverse = torch.unique(tilt_ranges, dim=0, return_inverse=True)
     masks = torch.stack([missing_wedge_mask(shape, float(lo), float(hi), device=device) for lo, hi in unique.tolist()])
     return masks[inverse.to(device)]
+
+
+def _radial_k2(shape, device) -> torch.Tensor:
+    """``(k / 0.5)^2`` on the rfft grid: squared frequency in units of Nyquist."""
+    kz = torch.fft.fftfreq(shape[0], device=device)[:, None, None]
+    ky = torch.fft.fftfreq(shape[1], device=device)[None, :, None]
+    kx = torch.fft.rfftfreq(shape[2], device=device)[None, None, :]
+    return (kz**2 + ky**2 + kx**2) / 0.25
 
 
 def _renormalise(x: torch.Tensor) -> torch.Tensor:
@@ -172,6 +187,12 @@ def augment_batch(x: torch.Tensor, config: AugmentConfig, generator: torch.Gener
         shifts = torch.randint(-config.max_shift, config.max_shift + 1, (b, 3), generator=generator)
         out = torch.stack([torch.roll(out[i], shifts=tuple(int(s) for s in shifts[i]), dims=(-3, -2, -1))
                            for i in range(b)])
+    if config.spectrum > 0:
+        b_factor = (2.0 * torch.rand(b, generator=generator) - 1.0) * config.spectrum
+        k2 = _radial_k2(shape, dev)
+        gain = torch.exp(b_factor.to(dev)[:, None, None, None] * k2)
+        out = torch.fft.irfftn(torch.fft.rfftn(out[:, 0], dim=(-3, -2, -1)) * gain, s=shape,
+                               dim=(-3, -2, -1)).unsqueeze(1)
     if config.noise > 0:
         level = torch.rand(b, generator=generator) * config.noise
         noise = torch.randn(out.shape, generator=generator).to(dev)

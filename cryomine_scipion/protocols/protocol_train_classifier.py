@@ -79,9 +79,8 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
                       display=params.EnumParam.DISPLAY_HLIST,
                       help="subtomo (default): made for a few hundred labelled subtomograms per class. Every batch "
                            "is augmented without showing the network data the tomogram lacks: the 180-degree "
-                           "rotations that keep the missing wedge, any rotation about the beam axis with the "
-                           "particle's own wedge re-imposed, +-1 voxel shifts, contrast and noise jitter. AdamW "
-                           "(learning rate 0.001, weight decay 0.05), one warm-up epoch then cosine decay, label "
+                           "rotations that keep the missing wedge, +-1 voxel shifts, contrast and noise jitter. "
+                           "AdamW (learning rate 0.003, weight decay 0.05), one warm-up epoch then cosine decay, label "
                            "smoothing 0.1, batch 32, 40 epochs; the epoch with the best validation accuracy is kept; "
                            "prediction averages the wedge-preserving rotations (test-time augmentation). "
                            "paper: Che et al. (2018) unchanged (SGD with Nesterov momentum 0.9, learning rate 0.005, "
@@ -89,7 +88,7 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
                            "augmentation). Leave the settings below empty to use the recipe's values.")
         form.addParam("augment", params.EnumParam, choices=AUGMENT, default=0, expertLevel=params.LEVEL_ADVANCED,
                       label="Rotations of the augmentation",
-                      help="recipe default: z for subtomo, none for paper. wedge: only the exact 180-degree "
+                      help="recipe default: wedge for subtomo, none for paper. wedge: only the exact 180-degree "
                            "rotations that keep the missing wedge. z: any angle about the beam axis (wedge "
                            "re-imposed) plus those. so3: any rotation, wedge re-imposed. none: no augmentation.")
         form.addParam("epochs", params.IntParam, allowsNull=True, validators=[params.GT(0)], label="Epochs (max)",
@@ -103,7 +102,7 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
                            "it if the GPU runs out of memory.")
         form.addParam("learningRate", params.FloatParam, allowsNull=True, validators=[params.Positive],
                       label="Learning rate",
-                      help="Peak learning rate. Empty: the recipe's (subtomo 0.001 with AdamW, paper 0.005 with SGD).")
+                      help="Peak learning rate. Empty: the recipe's (subtomo 0.003 with AdamW, paper 0.005 with SGD).")
         form.addParam("balance", params.EnumParam, choices=BALANCE, default=1, expertLevel=params.LEVEL_ADVANCED,
                       label="Class balancing",
                       help="none: as the data come. loss: weight the loss by inverse class frequency. sample: draw "
