@@ -2,7 +2,10 @@
 
 - :mod:`.data`: :class:`VolumeDataset` (memory-mapped MRC files), :class:`ArrayDataset`,
   :class:`EpochSampler` (resumable order, optional class balancing).
-- :mod:`.loop`: :class:`TrainConfig` (Che et al. 2018 defaults), :func:`fit`, :func:`predict_logits`.
+- :mod:`.loop`: :class:`TrainConfig` (Che et al. 2018 defaults), :func:`fit`, :func:`predict_logits`
+  (optionally with test-time augmentation), :func:`recalibrate_batchnorm`.
+- :mod:`.augment`: augmentation that keeps the missing wedge; the wedge-preserving rotations.
+- :mod:`.recipes`: named settings, ``subtomo`` (CryoMine's default for classifiers) and ``paper``.
 - :mod:`.calibration`: temperature scaling.
 - :mod:`.metrics`, :mod:`.plots`: confusion matrices, training curves.
 """

@@ -74,7 +74,8 @@ class TrainConfig:
             The running averages otherwise lag the weights: on 6 complexes with 150 per class
             (24^3, SNR 0.1) compact3d's validation accuracy with the running averages fell to
             chance (0.17, loss 16.9) in 6 of 20 epochs while with recomputed statistics it rose
-            steadily to 0.66 (``benchmarks/classification.py --diagnose-bn``).
+            steadily to 0.66 (``benchmarks/classification.py --learning-curve --diagnose-bn`` measures
+            it on other complexes).
         optimizer: ``'sgd'`` (the paper's) or ``'adamw'`` (no decay on biases and norms).
         schedule: ``'inverse-time'`` (Keras decay, the paper's) or ``'cosine'`` (to zero at the last
             epoch, after a linear warm-up of ``warmup_epochs``, at most half of the run).
@@ -253,9 +254,10 @@ BN_RECALIBRATION_ITEMS = 4096
 def recalibrate_batchnorm(model: nn.Module, dataset: Dataset, *, device: torch.device | str = "cpu",
                           batch_size: int = 128, workers: int = 0, amp: str | bool = "auto",
                           channels_last: str | bool = "auto", max_items: int = BN_RECALIBRATION_ITEMS) -> bool:
-    """Recompute every batch-norm layer's running mean and variance as the plain average over the
-    first ``max_items`` items of ``dataset`` with the current weights; returns False (and changes
-    nothing) when the model has no batch norm. The model is left in eval mode."""
+    """Recompute every batch-norm layer's running mean and variance as the plain average over
+    ``max_items`` items of ``dataset`` (evenly spaced over it, all when it is smaller) with the current
+    weights; returns False (and changes nothing) when the model has no batch norm. The model is left
+    in eval mode."""
     device = torch.device(device)
     layers = [m for m in model.modules() if isinstance(m, _BN_TYPES) and m.track_running_stats]
     if not layers or len(dataset) == 0:
@@ -269,7 +271,8 @@ def recalibrate_batchnorm(model: nn.Module, dataset: Dataset, *, device: torch.d
     for m in layers:
         m.train()
     n = min(len(dataset), int(max_items))
-    subset = dataset if n == len(dataset) else torch.utils.data.Subset(dataset, range(n))
+    picks = np.linspace(0, len(dataset) - 1, n).round().astype(int).tolist()
+    subset = dataset if n == len(dataset) else torch.utils.data.Subset(dataset, picks)
     try:
         for x, _, _ in _loader(subset, batch_size, None, workers, device, 0):
             x = prepare_input(x, device, use_cl)
