@@ -93,6 +93,20 @@ def _tilt_range(df, given: tuple[float, float] | None, source: str) -> tuple[flo
     return -60.0, 60.0
 
 
+def chance_warning(arch: str, val_accuracy: float | None, val_labels: np.ndarray) -> str | None:
+    """A warning when the kept model is no better than always answering the largest class."""
+    if val_accuracy is None or len(val_labels) == 0:
+        return None
+    majority = float(np.bincount(val_labels).max() / len(val_labels))
+    if val_accuracy > majority + 0.05:
+        return None
+    msg = (f"the network did not learn: validation accuracy {val_accuracy:.3f} is at the level of always answering "
+           f"the largest class ({majority:.3f}). Its predictions are meaningless. Try --model compact3d (it learns "
+           f"from a few hundred subtomograms per class), more labelled subtomograms, or check the labels.")
+    log.warning("%s: %s", arch, msg)
+    return msg
+
+
 def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, model: str = DEFAULT_MODEL,
                      config: TrainConfig | None = None, recipe: str = DEFAULT_RECIPE, overrides: dict | None = None,
                      augment: str | None = None, tilt_range: tuple[float, float] | None = None, width: float = 1.0,
@@ -201,6 +215,7 @@ def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, mo
         "test_seconds_per_subtomogram": test_seconds / max(len(test_y), 1),
         "device": str(dev), "threads": torch.get_num_threads(), "config": cfg.as_dict(),
         "split_table": "split.star", "split_column": SPLIT,
+        "warning": chance_warning(arch, val_summary["accuracy"] if len(val_y) else None, labels[split == "val"]),
     }
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=float))
     if plots:

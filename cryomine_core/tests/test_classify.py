@@ -214,3 +214,12 @@ def test_rif_svm_beats_chance(dataset):
     clf = RifSvmClassifier(l_max=6, n_shells=6).fit(x[split == "train"], y[split == "train"])
     acc = float((clf.predict(x[split == "test"]) == y[split == "test"]).mean())
     assert acc > 0.7  # chance: 1/3
+
+
+def test_chance_level_training_is_flagged():
+    from cryomine_core.classify.training import chance_warning
+
+    labels = np.repeat([0, 1, 2], [10, 10, 20])  # the largest class is half the items
+    assert "did not learn" in chance_warning("dsrf3d-v2", 0.52, labels)
+    assert chance_warning("compact3d", 0.80, labels) is None
+    assert chance_warning("compact3d", None, labels) is None
