@@ -72,8 +72,9 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
         form.addParam("architecture", params.EnumParam, choices=ARCHITECTURES, default=ARCHITECTURES.index("compact3d"),
                       label="Architecture",
                       help="compact3d (default) is the network that learns from a few hundred labelled "
-                           "subtomograms per class; the paper's networks did not learn from so few here (DSRF3D-v2 "
-                           "stayed at chance level on 300-900 subtomograms) and need thousands per class and a GPU. "
+                           "subtomograms per class; the paper's networks are made for thousands per class and a GPU "
+                           "(DSRF3D-v2 stayed at chance level for the first 100 steps on 900 subtomograms, where "
+                           "compact3d was well above it after 28). "
                            "dsrf3d-v2: the best accuracy/speed trade-off of Che et al. (2018), ~18 M parameters at "
                            "40^3. dsrf3d: the first version (Xu et al. 2017). rb3d: residual blocks (~263 M "
                            "parameters at 40^3, memory hungry). cb3d: C3D-like, ~61 M parameters, slowest. "
