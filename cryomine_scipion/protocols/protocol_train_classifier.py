@@ -96,16 +96,16 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
                       help="recipe default: wedge for subtomo, none for paper. wedge: only the exact 180-degree "
                            "rotations that keep the missing wedge. z: any angle about the beam axis (wedge "
                            "re-imposed) plus those. so3: any rotation, wedge re-imposed. none: no augmentation.")
-        form.addParam("epochs", params.IntParam, allowsNull=True, validators=[params.GT(0)], label="Epochs (max)",
+        form.addParam("epochs", params.IntParam, allowsNull=True, label="Epochs (max)",
                       help="Most passes over the training set. Empty: the recipe's (subtomo 40, paper 20).")
         form.addParam("patience", params.IntParam, allowsNull=True, label="Early stop after (epochs)",
                       help="Stop when the validation score has not improved for this many epochs (0: never); the "
                            "best epoch's weights are kept either way. Empty: the recipe's (subtomo never, since its "
                            "cosine schedule needs the last epochs; paper 5).")
-        form.addParam("batchSize", params.IntParam, allowsNull=True, validators=[params.GT(0)], label="Batch size",
+        form.addParam("batchSize", params.IntParam, allowsNull=True, label="Batch size",
                       help="Subtomograms per optimisation step. Empty: the recipe's (subtomo 32, paper 64). Lower "
                            "it if the GPU runs out of memory.")
-        form.addParam("learningRate", params.FloatParam, allowsNull=True, validators=[params.Positive],
+        form.addParam("learningRate", params.FloatParam, allowsNull=True,
                       label="Learning rate",
                       help="Peak learning rate. Empty: the recipe's (subtomo 0.003 with AdamW, paper 0.005 with SGD).")
         form.addParam("balance", params.EnumParam, choices=BALANCE, default=1, expertLevel=params.LEVEL_ADVANCED,
@@ -186,7 +186,13 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
 
     # -------------------------- INFO functions -------------------------------
     def _validate(self):
-        errors = []
+        # the recipe settings may be left empty (the recipe's value); when given they must be positive
+        errors = [f"{label} must be positive (or empty for the recipe's value)."
+                  for label, param in (("Epochs", self.epochs), ("Batch size", self.batchSize),
+                                       ("Learning rate", self.learningRate))
+                  if param.get() is not None and param.get() <= 0]
+        if self.patience.get() is not None and self.patience.get() < 0:
+            errors.append("Early stop after (epochs) must be >= 0 (0: never).")
         if self.inputKind.get() == FROM_CLASSES:
             classes = self.inputClasses.get()
             if classes is None:
