@@ -135,10 +135,14 @@ def run_cell(job: dict) -> dict:
     tilt, snr, seed = job["tilt"], job["snr"], job["seed"]
     t0 = time.perf_counter()
     n_max = max(o["sizes"])
-    common = (job["specs"], tilt, snr, o["box"], o["voxel"], o["max_shift"])
-    x_pool, y_pool = simulate(job["specs"], n_max, tilt, snr, o["box"], o["voxel"], o["max_shift"], seed, TRAIN_ACQ)
-    x_val, y_val = simulate(*common[:1], o["n_val"], *common[1:], seed + 1, TRAIN_ACQ)
-    x_test, y_test = simulate(*common[:1], o["n_test"], *common[1:], seed + 2, TEST_ACQ)
+
+    def draw(n_per_class: int, seed_offset: int, acquisition: dict):
+        return simulate(job["specs"], n_per_class, tilt, snr, o["box"], o["voxel"], o["max_shift"], seed + seed_offset,
+                        acquisition)
+
+    x_pool, y_pool = draw(n_max, 0, TRAIN_ACQ)
+    x_val, y_val = draw(o["n_val"], 1, TRAIN_ACQ)
+    x_test, y_test = draw(o["n_test"], 2, TEST_ACQ)
     out = {"tilt": tilt, "snr": snr, "seed": seed, "simulate_s": time.perf_counter() - t0, "runs": {}}
     val_set, test_set = ArrayDataset(x_val, y_val), ArrayDataset(x_test, y_test)
     n_classes = len(job["specs"])

@@ -88,8 +88,8 @@ def _tilt_range(df, given: tuple[float, float] | None, source: str) -> tuple[flo
                         "%g..%g", source, len(unique), lo, hi)
             return lo, hi
         return float(unique[0, 0]), float(unique[0, 1])
-    log.info("%s: no tilt range in the table (cmTiltMin/cmTiltMax); augmentation assumes -60..60 (--tilt-range)",
-             source)
+    log.warning("%s: no tilt range in the table (cmTiltMin/cmTiltMax); augmentation and test-time augmentation "
+                "assume -60..60. Give --tilt-range MIN MAX if the data were acquired otherwise.", source)
     return -60.0, 60.0
 
 
@@ -137,8 +137,7 @@ def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, mo
             config = replace(config, augment=replace(base, group=augment, **off))
     cfg = config
     cfg.validate()
-    tta_range = tuple(cfg.augment.tilt_range) if (cfg.tta and cfg.augment is not None) else (
-        _tilt_range(df, tilt_range, src) if cfg.tta else None)
+    tta_range = cfg.tta_range()
     labels, names, numbers = table_labels(df, source=src)
     keep = labels >= 0
     if (~keep).any():

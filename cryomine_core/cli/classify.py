@@ -64,7 +64,7 @@ def register(sub) -> None:
                         "re-imposed, plus 'wedge'), 'so3' (any rotation, wedge re-imposed) or 'none' (paper: no "
                         "augmentation at all). Shifts of +-1 voxel and contrast/noise jitter come with any choice "
                         "but 'none'")
-    t.add_argument("--tta", type=_bool_mode, default=None,
+    t.add_argument("--tta", choices=["on", "off"], default=None,
                    help="test-time augmentation over the wedge-preserving rotations at validation and prediction: "
                         "on (subtomo) or off (paper)")
     t.add_argument("--tilt-range", type=float, nargs=2, metavar=("MIN", "MAX"), default=None,
@@ -134,6 +134,7 @@ def run_train(args) -> int:
         "balance", "seed", "workers", "amp", "channels_last", "grad_clip", "optimizer", "schedule", "warmup_epochs",
         "label_smoothing", "tta")}
     overrides["log_interval_s"] = args.log_interval
+    overrides["tta"] = None if args.tta is None else args.tta == "on"
     metrics = train_classifier(args.table, args.out, model=args.model, recipe=args.recipe, overrides=overrides,
                                augment=args.augment, tilt_range=args.tilt_range, width=args.width,
                                test_fraction=args.test_fraction, val_fraction=args.val_fraction,

@@ -35,10 +35,13 @@ from dataclasses import asdict, dataclass
 import torch
 
 from cryomine_core.errors import CryomineError
+from cryomine_core.fourier.filters import apply_filter
+from cryomine_core.fourier.grids import radial_frequency
 from cryomine_core.fourier.wedge import missing_wedge_mask
 from cryomine_core.geometry.rotate import rotate_volume
 from cryomine_core.geometry.rotations import rotation_z
 from cryomine_core.geometry.so3 import random_rotations
+from cryomine_core.train.data import normalise_volume
 
 __all__ = ["AUGMENT_GROUPS", "AugmentConfig", "augment_batch", "group_transforms", "reverse_axes",
            "wedge_group"]
@@ -132,19 +135,6 @@ def _observed_masks(shape, tilt_ranges: torch.Tensor, device) -> torch.Tensor:
     return masks[inverse.to(device)]
 
 
-def _radial_k2(shape, device) -> torch.Tensor:
-    """``(k / 0.5)^2`` on the rfft grid: squared frequency in units of Nyquist."""
-    kz = torch.fft.fftfreq(shape[0], device=device)[:, None, None]
-    ky = torch.fft.fftfreq(shape[1], device=device)[None, :, None]
-    kx = torch.fft.rfftfreq(shape[2], device=device)[None, None, :]
-    return (kz**2 + ky**2 + kx**2) / 0.25
-
-
-def _renormalise(x: torch.Tensor) -> torch.Tensor:
-    dims = (-3, -2, -1)
-    return (x - x.mean(dim=dims, keepdim=True)) / x.std(dim=dims, keepdim=True).clamp_min(1e-6)
-
-
 def augment_batch(x: torch.Tensor, config: AugmentConfig, generator: torch.Generator,
                   tilt_ranges: torch.Tensor | None = None) -> torch.Tensor:
     """Augment a batch ``(B, 1, D, H, W)`` (see the module docstring); returns a new normalised batch.
@@ -164,6 +154,8 @@ def augment_batch(x: torch.Tensor, config: AugmentConfig, generator: torch.Gener
         tilt_ranges = torch.tensor([config.tilt_range], dtype=torch.float32).expand(b, 2)
     tilt_ranges = torch.as_tensor(tilt_ranges, dtype=torch.float32).cpu()
     out = x.float()
+    needs_mask = config.group in ("z", "so3") or config.noise > 0
+    observed = _observed_masks(shape, tilt_ranges, dev)[:, None] if needs_mask else None  # (B, 1, D, H, W//2+1)
 
     if config.group != "none":
         # the exact wedge-preserving element (valid for each item's own range)
@@ -180,29 +172,23 @@ def augment_batch(x: torch.Tensor, config: AugmentConfig, generator: torch.Gener
         else:
             rot = random_rotations(b, generator=generator)
         out = rotate_volume(out[:, 0], rot.to(dev)).unsqueeze(1)
-        masks = _observed_masks(shape, tilt_ranges, dev)
-        out = torch.fft.irfftn(torch.fft.rfftn(out[:, 0], dim=(-3, -2, -1)) * masks, s=shape,
-                               dim=(-3, -2, -1)).unsqueeze(1)
+        out = apply_filter(out, observed)
     if config.max_shift > 0:
         shifts = torch.randint(-config.max_shift, config.max_shift + 1, (b, 3), generator=generator)
         out = torch.stack([torch.roll(out[i], shifts=tuple(int(s) for s in shifts[i]), dims=(-3, -2, -1))
                            for i in range(b)])
     if config.spectrum > 0:
         b_factor = (2.0 * torch.rand(b, generator=generator) - 1.0) * config.spectrum
-        k2 = _radial_k2(shape, dev)
-        gain = torch.exp(b_factor.to(dev)[:, None, None, None] * k2)
-        out = torch.fft.irfftn(torch.fft.rfftn(out[:, 0], dim=(-3, -2, -1)) * gain, s=shape,
-                               dim=(-3, -2, -1)).unsqueeze(1)
+        k2 = radial_frequency(shape, device=dev) ** 2 / 0.25  # (k / k_Nyquist)^2
+        out = apply_filter(out, torch.exp(b_factor.to(dev)[:, None, None, None, None] * k2))
     if config.noise > 0:
         level = torch.rand(b, generator=generator) * config.noise
         noise = torch.randn(out.shape, generator=generator).to(dev)
-        masks = _observed_masks(shape, tilt_ranges, dev)
-        noise = torch.fft.irfftn(torch.fft.rfftn(noise[:, 0], dim=(-3, -2, -1)) * masks, s=shape,
-                                 dim=(-3, -2, -1)).unsqueeze(1)
+        noise = apply_filter(noise, observed)
         noise = noise / noise.std(dim=(-3, -2, -1), keepdim=True).clamp_min(1e-6)
         std = out.std(dim=(-3, -2, -1), keepdim=True)
         out = out + (level.to(dev)[:, None, None, None, None] * std) * noise
-    out = _renormalise(out)
+    out = normalise_volume(out, "zscore")
     if config.contrast > 0:
         scale = 1.0 + (2.0 * torch.rand(b, generator=generator) - 1.0) * config.contrast
         out = out * scale.to(dev)[:, None, None, None, None]

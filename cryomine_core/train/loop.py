@@ -72,10 +72,11 @@ class TrainConfig:
         bn_recalibrate: after every epoch, recompute the batch-normalisation statistics of the
             model from the (unaugmented) training set with the epoch's final weights ("precise BN").
             The running averages otherwise lag the weights: on 6 complexes with 150 per class
-            (24^3, SNR 0.1) compact3d's validation accuracy with the running averages fell to
-            chance (0.17, loss 16.9) in 6 of 20 epochs while with recomputed statistics it rose
-            steadily to 0.66 (``benchmarks/classification.py --learning-curve --diagnose-bn`` measures
-            it on other complexes).
+            (24^3, SNR 0.1) compact3d's validation accuracy with the running averages was exactly
+            chance (0.167) in 5 of 20 epochs and at most 0.20 in 12
+            (loss up to 26), while with recomputed statistics it rose steadily to 0.66
+            (``benchmarks/classification.py --learning-curve --diagnose-bn`` measures it on other
+            complexes).
         optimizer: ``'sgd'`` (the paper's) or ``'adamw'`` (no decay on biases and norms).
         schedule: ``'inverse-time'`` (Keras decay, the paper's) or ``'cosine'`` (to zero at the last
             epoch, after a linear warm-up of ``warmup_epochs``, at most half of the run).
@@ -143,6 +144,15 @@ class TrainConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def tta_range(self) -> tuple[float, float] | None:
+        """The tilt range of test-time augmentation (the augmentation's wedge), None when ``tta`` is off."""
+        if not self.tta:
+            return None
+        if self.augment is None:
+            raise CryomineError("test-time augmentation needs the data's tilt range: give an augmentation setting "
+                                "(AugmentConfig(group='none', ...) keeps augmentation off).")
+        return (float(self.augment.tilt_range[0]), float(self.augment.tilt_range[1]))
 
 
 @dataclass
@@ -420,10 +430,7 @@ def _fit(model, train_set, val_set, cfg, device, checkpoint_path, resume, n_clas
         weights = torch.as_tensor(w, dtype=torch.float32, device=device)
     criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
     augment = cfg.augment if cfg.augment is not None and cfg.augment.active else None
-    if cfg.tta and cfg.augment is None:
-        raise CryomineError("test-time augmentation needs the data's tilt range: give an augmentation setting "
-                            "(AugmentConfig(group='none', ...) keeps augmentation off).")
-    tta_range = tuple(cfg.augment.tilt_range) if cfg.tta else None
+    tta_range = cfg.tta_range()
     sampler = EpochSampler(train_labels, cfg.seed, shuffle=True, balance=cfg.balance == "sample")
 
     result = FitResult(monitor=monitor)
