@@ -129,9 +129,10 @@ def run_cell(job: dict) -> dict:
     from cryomine_core.classify import RifSvmClassifier
     from cryomine_core.models import build_model
     from cryomine_core.train import ArrayDataset, fit, predict_logits
-    from cryomine_core.train.recipes import recipe_config
+    from cryomine_core.train.recipes import recipe_config, recipe_normalisation
 
     o = job["opts"]
+    norm = recipe_normalisation(o["recipe"])
     tilt, snr, seed = job["tilt"], job["snr"], job["seed"]
     t0 = time.perf_counter()
     n_max = max(o["sizes"])
@@ -144,7 +145,8 @@ def run_cell(job: dict) -> dict:
     x_val, y_val = draw(o["n_val"], 1, TRAIN_ACQ)
     x_test, y_test = draw(o["n_test"], 2, TEST_ACQ)
     out = {"tilt": tilt, "snr": snr, "seed": seed, "simulate_s": time.perf_counter() - t0, "runs": {}}
-    val_set, test_set = ArrayDataset(x_val, y_val), ArrayDataset(x_test, y_test)
+    out["normalise"] = norm
+    val_set, test_set = ArrayDataset(x_val, y_val, normalise=norm), ArrayDataset(x_test, y_test, normalise=norm)
     n_classes = len(job["specs"])
     for n in o["sizes"]:
         idx = first_per_class(y_pool, n)
@@ -161,7 +163,7 @@ def run_cell(job: dict) -> dict:
             net = build_model(name, n_classes, o["box"], width=o["widths"][name])
             cfg = recipe_config(o["recipe"], tilt_range=(-tilt, tilt), epochs=epochs_for(len(idx), o), seed=seed,
                                 log_interval_s=1e9)
-            res = fit(net, ArrayDataset(x_tr, y_tr), val_set, cfg)
+            res = fit(net, ArrayDataset(x_tr, y_tr, normalise=norm), val_set, cfg)
             tta = tuple(cfg.augment.tilt_range) if cfg.tta else None
             logits, yt = predict_logits(net, test_set, tta_range=tta)
             vals = [h["val_accuracy"] for h in res.history]

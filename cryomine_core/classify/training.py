@@ -33,7 +33,7 @@ from cryomine_core.classify.labels import (
 )
 from cryomine_core.classify.model_file import save_classifier
 from cryomine_core.device import seed_everything, select_device
-from cryomine_core.errors import InputFileError
+from cryomine_core.errors import CryomineError, InputFileError
 from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_write_text
 from cryomine_core.io.mrc import read_mrc
@@ -42,7 +42,8 @@ from cryomine_core.train import TrainConfig, VolumeDataset, confusion_summary, f
 from cryomine_core.train.augment import AugmentConfig
 from cryomine_core.train.calibration import expected_calibration_error
 from cryomine_core.train.plots import plot_confusion, plot_training_curves
-from cryomine_core.train.recipes import DEFAULT_RECIPE, recipe_config
+from cryomine_core.train.data import NORMALISATIONS
+from cryomine_core.train.recipes import DEFAULT_RECIPE, recipe_config, recipe_normalisation
 from cryomine_core.validate import check_subtomograms
 
 log = logging.getLogger("cryomine")
@@ -109,7 +110,8 @@ def chance_warning(arch: str, val_accuracy: float | None, val_labels: np.ndarray
 
 def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, model: str = DEFAULT_MODEL,
                      config: TrainConfig | None = None, recipe: str = DEFAULT_RECIPE, overrides: dict | None = None,
-                     augment: str | None = None, tilt_range: tuple[float, float] | None = None, width: float = 1.0,
+                     augment: str | None = None, tilt_range: tuple[float, float] | None = None,
+                     normalise: str | None = None, width: float = 1.0,
                      test_fraction: float = 0.2, val_fraction: float = 0.2, min_per_class: int = MIN_PER_CLASS,
                      device: str = "auto", resume: bool = False, check_finite: bool = True, plots: bool = True) -> dict:
     """Train a classifier on the labelled subtomograms of ``table``; write the outputs to ``out_dir``.
@@ -117,7 +119,9 @@ def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, mo
     The settings are ``config`` when given, else the ``recipe`` (:mod:`cryomine_core.train.recipes`)
     with ``overrides`` (TrainConfig fields; None keeps the recipe's) and, for ``augment``, another
     rotation group. ``tilt_range`` (degrees) is the wedge of the augmentation when the table has
-    none.
+    none. ``normalise`` is the per-subtomogram input normalisation (``zscore``, ``whiten`` or
+    ``none``; default the recipe's, :func:`~cryomine_core.train.recipes.recipe_normalisation`),
+    recorded in ``model.pt`` so that prediction and feature extraction do the same.
 
     Returns the metrics dict (also written to ``metrics.json``). Raises CryomineError for bad input:
     no labels, one class, a class under ``min_per_class`` examples, unreadable/NaN volumes, mixed box
@@ -137,6 +141,9 @@ def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, mo
             config = replace(config, augment=replace(base, group=augment, **off))
     cfg = config
     cfg.validate()
+    normalise = normalise or recipe_normalisation(cfg.recipe)
+    if normalise not in NORMALISATIONS:
+        raise CryomineError(f"unknown input normalisation '{normalise}'; use one of {', '.join(NORMALISATIONS)}.")
     tta_range = cfg.tta_range()
     labels, names, numbers = table_labels(df, source=src)
     keep = labels >= 0
@@ -169,7 +176,8 @@ def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, mo
     log.info("model %s (width %g): %.2f M parameters, box %s, %d classes %s; split train %d / val %d / test %d",
              arch, width, n_params / 1e6, box, len(names), names, (split == "train").sum(), (split == "val").sum(),
              (split == "test").sum())
-    sets = {s: VolumeDataset(df.loc[split == s, T.IMAGE], labels[split == s], box=box)
+    log.info("input normalisation: %s", normalise)
+    sets = {s: VolumeDataset(df.loc[split == s, T.IMAGE], labels[split == s], box=box, normalise=normalise)
             for s in ("train", "val", "test")}
     t0 = time.perf_counter()
     result = fit(net, sets["train"], sets["val"], cfg, device=dev, checkpoint_path=out / "checkpoint.pt",
@@ -195,9 +203,9 @@ def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, mo
         "cryomine_version": __version__, "table": str(Path(table).resolve()),
     }
     save_classifier(out / "model.pt", net, voxel_size=voxel, class_names=names, class_numbers=numbers,
-                    temperature=temperature, tta_range=tta_range, training=training)
+                    temperature=temperature, normalise=normalise, tta_range=tta_range, training=training)
     metrics = {
-        "model": arch, "recipe": cfg.recipe, "tta_range": tta_range, "width": width, "n_parameters": n_params,
+        "model": arch, "recipe": cfg.recipe, "normalise": normalise, "tta_range": tta_range, "width": width, "n_parameters": n_params,
         "box": box, "voxel_size": voxel,
         "class_names": names, "class_numbers": numbers, "n_per_class": counts,
         "n_split": {s: int((split == s).sum()) for s in ("train", "val", "test")},

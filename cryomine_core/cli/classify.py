@@ -27,6 +27,7 @@ def register(sub) -> None:
     from cryomine_core.classify.labels import MIN_PER_CLASS
     from cryomine_core.models import DEFAULT_MODEL, model_names
     from cryomine_core.train.augment import AUGMENT_GROUPS
+    from cryomine_core.train.data import NORMALISATIONS
     from cryomine_core.train.loop import OPTIMIZERS, SCHEDULES
     from cryomine_core.train.recipes import DEFAULT_RECIPE, RECIPES
 
@@ -70,6 +71,12 @@ def register(sub) -> None:
     t.add_argument("--tilt-range", type=float, nargs=2, metavar=("MIN", "MAX"), default=None,
                    help="tilt range (degrees) of the subtomograms' missing wedge for the augmentation, when the table "
                         "has no cmTiltMin/cmTiltMax columns (default -60 60)")
+    t.add_argument("--normalise", choices=list(NORMALISATIONS), default=None,
+                   help="input normalisation of every subtomogram, recorded in model.pt and repeated at prediction: "
+                        "'whiten' (subtomo default: flatten each subtomogram's radial power spectrum, then zero mean "
+                        "and unit variance; makes the network indifferent to the acquisition's noise spectrum: "
+                        "defocus, WBP or Fourier reconstruction), 'zscore' (paper: zero mean and unit variance only) "
+                        "or 'none'")
     t.add_argument("--momentum", type=float, default=None, help="SGD momentum (paper 0.9)")
     t.add_argument("--no-nesterov", dest="nesterov", action="store_false", default=None,
                    help="plain instead of Nesterov momentum (SGD)")
@@ -136,7 +143,8 @@ def run_train(args) -> int:
     overrides["log_interval_s"] = args.log_interval
     overrides["tta"] = None if args.tta is None else args.tta == "on"
     metrics = train_classifier(args.table, args.out, model=args.model, recipe=args.recipe, overrides=overrides,
-                               augment=args.augment, tilt_range=args.tilt_range, width=args.width,
+                               augment=args.augment, tilt_range=args.tilt_range, normalise=args.normalise,
+                               width=args.width,
                                test_fraction=args.test_fraction, val_fraction=args.val_fraction,
                                min_per_class=args.min_per_class, device=args.device, resume=args.resume,
                                check_finite=args.check_finite)

@@ -3,7 +3,8 @@
 :class:`VolumeDataset` streams subtomograms from MRC files (memory-mapped; one file is read when
 its item is asked for, so the set need not fit in RAM). :class:`ArrayDataset` wraps volumes
 already in memory (benchmarks, tests). Both return ``(volume (1, Z, Y, X) float32, label, index)``
-with each volume normalised to zero mean and unit standard deviation (``normalise='zscore'``).
+with each volume normalised to zero mean and unit standard deviation (``normalise='zscore'``), after
+spectral whitening with ``normalise='whiten'``.
 
 :class:`EpochSampler` gives the order of one epoch as a pure function of ``(seed, epoch)``, so a
 run resumed at epoch *k* draws exactly the batches an uninterrupted run draws; with
@@ -20,17 +21,22 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from cryomine_core.errors import CryomineError, InputFileError
+from cryomine_core.fourier.whitening import whiten
 from cryomine_core.io.mrc import read_mrc
 
-NORMALISATIONS = ("zscore", "none")
+NORMALISATIONS = ("zscore", "whiten", "none")
 
 
 def normalise_volume(volume: torch.Tensor, mode: str = "zscore") -> torch.Tensor:
-    """Zero mean, unit standard deviation per volume (``'zscore'``), or unchanged (``'none'``)."""
+    """Zero mean, unit standard deviation per volume (``'zscore'``); spectral whitening
+    (:func:`~cryomine_core.fourier.whitening.whiten`) then z-score (``'whiten'``); or unchanged
+    (``'none'``). ``volume`` is ``(..., Z, Y, X)``; each trailing volume is normalised on its own."""
     if mode == "none":
         return volume
-    if mode != "zscore":
+    if mode not in NORMALISATIONS:
         raise CryomineError(f"unknown normalisation '{mode}'; use one of {NORMALISATIONS}.")
+    if mode == "whiten":
+        volume = whiten(volume)
     dims = tuple(range(-3, 0))
     mean = volume.mean(dim=dims, keepdim=True)
     std = volume.std(dim=dims, keepdim=True)
@@ -43,7 +49,7 @@ class VolumeDataset(Dataset):
     Args:
         paths: MRC file of each item.
         labels: 0-based class of each item (``-1`` or None: unlabelled).
-        normalise: ``'zscore'`` or ``'none'``.
+        normalise: ``'zscore'``, ``'whiten'`` or ``'none'`` (:func:`normalise_volume`).
         box: expected ``(z, y, x)``; an item of another shape raises InputFileError.
     """
 

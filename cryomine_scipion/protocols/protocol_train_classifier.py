@@ -16,6 +16,7 @@ FROM_CLASSES, FROM_SETS = 0, 1
 BALANCE = ["none", "loss", "sample"]
 RECIPES = ["subtomo", "paper"]
 AUGMENT = ["recipe default", "wedge", "z", "so3", "none"]
+NORMALISE = ["recipe default", "whiten", "zscore"]
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -96,6 +97,13 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
                       help="recipe default: wedge for subtomo, none for paper. wedge: only the exact 180-degree "
                            "rotations that keep the missing wedge. z: any angle about the beam axis (wedge "
                            "re-imposed) plus those. so3: any rotation, wedge re-imposed. none: no augmentation.")
+        form.addParam("normalise", params.EnumParam, choices=NORMALISE, default=0, expertLevel=params.LEVEL_ADVANCED,
+                      label="Input normalisation",
+                      help="recipe default: whiten for subtomo, zscore for paper. whiten: each subtomogram's radial "
+                           "power spectrum is flattened before zero mean and unit variance, so the network does not "
+                           "learn the noise spectrum of one acquisition (defocus, weighted back-projection or Fourier "
+                           "reconstruction) and transfers to subtomograms from another. zscore: zero mean and unit "
+                           "variance only. Prediction repeats the choice (it is stored in the model).")
         form.addParam("epochs", params.IntParam, allowsNull=True, label="Epochs (max)",
                       help="Most passes over the training set. Empty: the recipe's (subtomo 40, paper 20).")
         form.addParam("patience", params.IntParam, allowsNull=True, label="Early stop after (epochs)",
@@ -161,6 +169,8 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
                 args += [flag, param.get()]
         if self.augment.get():
             args += ["--augment", AUGMENT[self.augment.get()]]
+        if self.normalise.get():
+            args += ["--normalise", NORMALISE[self.normalise.get()]]
 
         if os.path.exists(self._getExtraPath(CHECKPOINT_FILE)):
             self.info("Checkpoint found: resuming the interrupted training.")
