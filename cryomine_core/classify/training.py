@@ -41,8 +41,8 @@ from cryomine_core.models import DEFAULT_MODEL, build_model, canonical_name, cou
 from cryomine_core.train import TrainConfig, VolumeDataset, confusion_summary, fit, fit_temperature, nll, predict_logits
 from cryomine_core.train.augment import AugmentConfig
 from cryomine_core.train.calibration import expected_calibration_error
-from cryomine_core.train.plots import plot_confusion, plot_training_curves
 from cryomine_core.train.data import NORMALISATIONS
+from cryomine_core.train.plots import plot_confusion, plot_training_curves
 from cryomine_core.train.recipes import DEFAULT_RECIPE, recipe_config, recipe_normalisation
 from cryomine_core.validate import check_subtomograms
 
@@ -205,8 +205,8 @@ def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, mo
     save_classifier(out / "model.pt", net, voxel_size=voxel, class_names=names, class_numbers=numbers,
                     temperature=temperature, normalise=normalise, tta_range=tta_range, training=training)
     metrics = {
-        "model": arch, "recipe": cfg.recipe, "normalise": normalise, "tta_range": tta_range, "width": width, "n_parameters": n_params,
-        "box": box, "voxel_size": voxel,
+        "model": arch, "recipe": cfg.recipe, "normalise": normalise, "tta_range": tta_range, "width": width,
+        "n_parameters": n_params, "box": box, "voxel_size": voxel,
         "class_names": names, "class_numbers": numbers, "n_per_class": counts,
         "n_split": {s: int((split == s).sum()) for s in ("train", "val", "test")},
         "n_per_class_split": {s: {n: int(((split == s) & (labels == i)).sum()) for i, n in enumerate(names)}
