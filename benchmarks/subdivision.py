@@ -19,6 +19,9 @@ For each SNR (``--small``: 0.1; full: 0.1, 0.05, 0.03), tilt range +-60 degrees:
      aligned against all averages and moved to the best; ``cryomine subdivide --reassign``), clusters
      whose averages agree merged (``--merge-threshold``) and re-assigned once more;
    - ``rif_reassign``: the same refinement started from the baseline's clusters (for comparison);
+   - ``unsupervised``: no labels at all (``features='unsupervised'``, DISCA-like): rotation-invariant
+     features clustered, then rounds of pseudo-label training of compact3d and re-clustering of its
+     features (skip with ``--no-unsupervised``);
 4. scored against the truth: ARI and NMI overall, purity and recall of the cluster holding most of
    each B class; for each B class that cluster's members are aligned and averaged reference-free
    (:func:`~cryomine_core.subdivide.cluster_averages`) and the average is compared with the true map
@@ -34,7 +37,10 @@ Structures: the maps of ``../shared/data/structures`` that fit the box (A = firs
 next ``--n-b``), else procedural phantoms. Full mode: 32^3 at 12 Å, 6 A + 4 B classes, 500 per
 class for training, 200 per class in the subdivided set, compact3d width 1, 20 epochs.
 ``--small``: 24^3 at 16 Å, 4 A + 3 B, 200 per class for training, 60 per class subdivided,
-compact3d width 0.5, 20 epochs, one torch thread.
+compact3d width 0.5, 20 epochs, one torch thread. The feature network is trained with the
+``subtomo`` recipe (:mod:`cryomine_core.train.recipes`: wedge-preserving augmentation, AdamW,
+cosine decay, spectral whitening) unless ``--recipe paper``; before round 2 it used SGD at lr
+0.01 without augmentation.
 
 Maps are bright on a dark background while the simulated subtomograms show density dark, so the
 map comparison tries both contrasts and keeps the better alignment (``contrast='auto'``).
@@ -153,7 +159,6 @@ def run_snr(snr: float, specs_a: list[str], specs_b: list[str], args, root: Path
     from cryomine_core.classify import train_classifier
     from cryomine_core.simulate.datasets import simulate_subtomogram_dataset
     from cryomine_core.subdivide import run_subdivide
-    from cryomine_core.train import TrainConfig
 
     common = dict(snr=snr, box=args.box, voxel_size=args.voxel, max_shift=args.max_shift, n_snr_check=4,
                   device=device)
@@ -165,10 +170,10 @@ def run_snr(snr: float, specs_a: list[str], specs_b: list[str], args, root: Path
                                        **common)
     sim_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    cfg = TrainConfig(epochs=args.epochs, batch_size=32, lr=args.lr, patience=0, seed=args.seed, log_interval_s=1e9,
-                      balance="none")
-    train = train_classifier(train_dir / "particles.star", root / f"model_{snr}", model="compact3d", config=cfg,
-                             width=args.width, device=str(device), plots=False)
+    overrides = {"epochs": args.epochs, "patience": 0, "seed": args.seed, "log_interval_s": 1e9}
+    train = train_classifier(train_dir / "particles.star", root / f"model_{snr}", model="compact3d",
+                             recipe=args.recipe, overrides=overrides, tilt_range=(-60.0, 60.0), width=args.width,
+                             device=str(device), plots=False)
     train_s = time.perf_counter() - t0
     blind = _strip(test_dir / "particles.star", root / f"blind_{snr}.star")
     from cryomine_core.simulate.structures import structure_name
@@ -181,6 +186,8 @@ def run_snr(snr: float, specs_a: list[str], specs_b: list[str], args, root: Path
     variants = [("cnn", model, 0), ("rif", {"features": "rif"}, 0)]
     if args.reassign:
         variants += [("cnn_reassign", model, args.reassign), ("rif_reassign", {"features": "rif"}, args.reassign)]
+    if args.unsupervised:
+        variants += [("unsupervised", {"features": "unsupervised"}, 0)]
     for label, kwargs, reassign in variants:
         out = root / f"sub_{label}_{snr}"
         extra = dict(align_clusters=True, align_iterations=args.align_iterations, angular_step=args.angular_step,
@@ -226,7 +233,11 @@ def main(argv=None) -> int:
     ap.add_argument("--angular-step", type=float, default=15.0)
     ap.add_argument("--n-train", type=int, default=None, help="training subtomograms per A class")
     ap.add_argument("--n-test", type=int, default=None, help="subdivided subtomograms per class")
-    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--epochs", type=int, default=None, help="epochs of the feature network (20)")
+    ap.add_argument("--recipe", default="subtomo", choices=["subtomo", "paper"],
+                    help="training recipe of the feature network (cryomine_core.train.recipes; default subtomo)")
+    ap.add_argument("--no-unsupervised", dest="unsupervised", action="store_false",
+                    help="skip the fully unsupervised mode (features='unsupervised': no labels at all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--work", default=None, help="folder for the data (default: a temporary folder)")
@@ -242,7 +253,6 @@ def main(argv=None) -> int:
     args.n_test = args.n_test or (60 if small else 200)
     args.epochs = args.epochs or 20
     args.width = 0.5 if small else 1.0
-    args.lr = 0.01
     args.max_clusters = args.max_clusters or (args.n_a + args.n_b + 4)
     snrs = args.snr or ([0.1] if small else [0.1, 0.05, 0.03])
     if small:
@@ -264,7 +274,8 @@ def main(argv=None) -> int:
     summary = {
         "benchmark": "subdivision", "mode": "small" if small else "full", "device": str(device), "tilt": [-60, 60],
         "box": args.box, "voxel_size_A": args.voxel, "n_train_per_class": args.n_train,
-        "n_test_per_class": args.n_test, "epochs": args.epochs, "width": args.width, "method": args.method,
+        "n_test_per_class": args.n_test, "epochs": args.epochs, "recipe": args.recipe, "width": args.width,
+        "method": args.method,
         "reassign": args.reassign, "merge_threshold": args.merge_threshold,
         "structures_a": specs_a, "structures_b": specs_b, "seconds": time.perf_counter() - t_all,
         "targets": {"ari": 0.9, "b_purity": 0.9, "ari_gain_over_baseline": 0.2}, "results": results,

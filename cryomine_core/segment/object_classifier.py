@@ -7,8 +7,10 @@ box-independent ``compact3d``) trained with the shared loop, and stored in the c
 simulated tomograms can be fine-tuned there.
 
 Sub-volumes are ``box^3`` cubes centred on the rounded object centre (zyx arrays; centres xyz
-voxels), padded with the tomogram mean outside the volume, each normalised to zero mean and unit
-standard deviation (the classifier's ``zscore``).
+voxels), padded with the tomogram mean outside the volume, each normalised as the model file says
+(``normalise``: spectral whitening and z-score with the ``subtomo`` recipe, z-score alone with
+``paper``) and, when the model records a ``tta_range``, classified under every wedge-preserving
+rotation (test-time augmentation), exactly as ``cryomine classify predict`` does.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from cryomine_core.errors import CryomineError
 from cryomine_core.io import table as T
 from cryomine_core.models import build_model
 from cryomine_core.segment.data import read_volume
-from cryomine_core.train import ArrayDataset, TrainConfig, fit, fit_temperature, predict_logits
+from cryomine_core.train import ArrayDataset, fit, fit_temperature, predict_logits
+from cryomine_core.train.recipes import DEFAULT_RECIPE, recipe_config, recipe_normalisation
 
 log = logging.getLogger("cryomine")
 
@@ -54,9 +57,11 @@ def extract_subvolumes(volume: np.ndarray, centres_xyz: np.ndarray, box: int) ->
 
 def train_object_classifier(volumes: Sequence[np.ndarray], centres: Sequence[np.ndarray],
                             labels: Sequence[np.ndarray], class_names: Sequence[str], out_path: str | os.PathLike, *,
-                            box: int = 32, voxel_size: float = 1.0, epochs: int = 15, batch_size: int = 32,
-                            lr: float = 0.01, width: float = 0.5, val_fraction: float = 0.2, augment: int = 4,
-                            seed: int = 0, device: str | torch.device = "cpu", resume: bool = False) -> dict:
+                            box: int = 32, voxel_size: float = 1.0, epochs: int = 15, batch_size: int | None = None,
+                            lr: float | None = None, width: float = 0.5, val_fraction: float = 0.2,
+                            augment: int | None = None, recipe: str = DEFAULT_RECIPE,
+                            tilt_range: tuple[float, float] = (-60.0, 60.0), seed: int = 0,
+                            device: str | torch.device = "cpu", resume: bool = False) -> dict:
     """Train a ``compact3d`` classifier on sub-volumes at known object centres; save it as a classifier
     ``model.pt`` (with ``class_numbers`` 1..C in ``class_names`` order) and return a summary.
 
@@ -64,7 +69,13 @@ def train_object_classifier(volumes: Sequence[np.ndarray], centres: Sequence[np.
         volumes: tomograms ``(Z, Y, X)``.
         centres: per tomogram ``(n, 3)`` xyz voxel centres.
         labels: per tomogram ``(n,)`` 0-based class of each centre.
-        augment: copies of each training sub-volume with random xy flips (the missing wedge is kept).
+        recipe: training recipe (:mod:`cryomine_core.train.recipes`); ``subtomo`` (default) augments
+            every batch with the wedge-preserving rotations of ``tilt_range`` (degrees), whitens the
+            input and averages those rotations at prediction; ``batch_size`` and ``lr`` default to
+            the recipe's.
+        augment: stored copies of each training sub-volume with random xy flips (the missing wedge
+            is kept); default 1 (none) with ``subtomo``, whose augmentation does this on the fly,
+            and 4 with ``paper``.
     """
     subs, ys = [], []
     for vol, c, y in zip(volumes, centres, labels):
@@ -73,37 +84,41 @@ def train_object_classifier(volumes: Sequence[np.ndarray], centres: Sequence[np.
     x, y = np.concatenate(subs), np.concatenate(ys)
     if len(np.unique(y)) < 2:
         raise CryomineError("the object classifier needs examples of at least two classes.")
+    copies = augment if augment is not None else (1 if recipe == "subtomo" else 4)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(y))
     n_val = int(round(len(y) * val_fraction))
     val, tr = order[:n_val], order[n_val:]
     xa, ya = [x[tr]], [y[tr]]
-    for _ in range(max(augment - 1, 0)):
+    for _ in range(max(copies - 1, 0)):
         flip = x[tr].copy()
         fx, fy = rng.random(len(tr)) < 0.5, rng.random(len(tr)) < 0.5
         flip[fx] = flip[fx][..., ::-1]
         flip[fy] = flip[fy][:, :, ::-1, :]
         xa.append(flip)
         ya.append(y[tr])
-    train_ds = ArrayDataset(np.concatenate(xa), np.concatenate(ya))
-    val_ds = ArrayDataset(x[val], y[val]) if n_val else None
+    normalise = recipe_normalisation(recipe)
+    train_ds = ArrayDataset(np.concatenate(xa), np.concatenate(ya), normalise=normalise)
+    val_ds = ArrayDataset(x[val], y[val], normalise=normalise) if n_val else None
     torch.manual_seed(seed)
     model = build_model("compact3d", len(class_names), box, width=width)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=5, seed=seed, channels_last=True,
-                      log_interval_s=120.0)
+    cfg = recipe_config(recipe, tilt_range=tilt_range, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                        channels_last=True, log_interval_s=120.0, patience=None if recipe == "subtomo" else 5)
+    tta_range = cfg.tta_range()
     ckpt = Path(str(out_path) + ".checkpoint")
     result = fit(model, train_ds, val_ds, cfg, device=device, checkpoint_path=ckpt, resume=resume,
                  n_classes=len(class_names))
     temperature, val_acc = 1.0, None
     if val_ds is not None:
-        logits, yv = predict_logits(model, val_ds, device=device, batch_size=64)
+        logits, yv = predict_logits(model, val_ds, device=device, batch_size=64, tta_range=tta_range)
         temperature = fit_temperature(logits, yv)
         val_acc = float((logits.argmax(1).numpy() == yv).mean())
     save_classifier(out_path, model, voxel_size=voxel_size, class_names=list(class_names),
                     class_numbers=list(range(1, len(class_names) + 1)), temperature=temperature,
-                    training={"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+                    normalise=normalise, tta_range=tta_range,
+                    training={"epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "recipe": recipe,
                               "val_accuracy": val_acc, "n_train": int(len(tr)), "n_val": int(n_val)})
-    return {"val_accuracy": val_acc, "temperature": temperature, "epochs_run": result.epochs_run,
+    return {"val_accuracy": val_acc, "temperature": temperature, "epochs_run": result.epochs_run, "recipe": recipe,
             "n_train": int(len(tr)), "n_val": int(n_val), "seconds": result.seconds}
 
 
@@ -115,7 +130,9 @@ def predict_object_classes(volume: np.ndarray, centres_xyz: np.ndarray, model, m
     subs = extract_subvolumes(volume, centres_xyz, box)
     if len(subs) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
-    logits, _ = predict_logits(model, ArrayDataset(subs), device=device, batch_size=64)
+    tta = meta.get("tta_range")
+    logits, _ = predict_logits(model, ArrayDataset(subs, normalise=meta.get("normalise", "zscore")), device=device,
+                               batch_size=64, tta_range=tuple(tta) if tta else None)
     prob = torch.softmax(logits.double() / float(meta.get("temperature", 1.0)), dim=1).numpy()
     return prob.argmax(1), prob.max(1)
 
