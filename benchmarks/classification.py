@@ -5,6 +5,8 @@
     python benchmarks/classification.py --throughput     # inference subtomograms/s per model at 40^3
     python benchmarks/classification.py --learning-curve [--small]   # accuracy vs labelled per class
                                                          # (benchmarks/learning_curve.py)
+    python benchmarks/classification.py --domain-transfer [--small]  # isolated vs extracted from tomograms
+                                                         # (benchmarks/domain_transfer.py)
 
 For every cell (tilt range +-60, +-50, +-40 degrees x SNR 0.1, 0.05, 0.03, 0.01) one data set is
 simulated (:class:`~cryomine_core.simulate.SubtomogramSimulator`: random rotations and shifts,
@@ -232,6 +234,10 @@ def main(argv=None) -> int:
         from learning_curve import main as learning_curve
 
         return learning_curve(argv)
+    if "--domain-transfer" in argv:
+        from domain_transfer import main as domain_transfer
+
+        return domain_transfer(argv)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--small", action="store_true", help="settings for a 2-core CPU (< 30 min)")
     ap.add_argument("--throughput", action="store_true", help="only time the networks at 40^3")
