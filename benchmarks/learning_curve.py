@@ -127,12 +127,14 @@ def run_cell(job: dict) -> dict:
     """One (tilt, SNR) cell: simulate, then RIF-SVM and every CNN at every n."""
     torch.set_num_threads(job["threads"])
     from cryomine_core.classify import RifSvmClassifier
+    from cryomine_core.device import select_device
     from cryomine_core.models import build_model
     from cryomine_core.train import ArrayDataset, fit, predict_logits
     from cryomine_core.train.recipes import recipe_config, recipe_normalisation
 
     o = job["opts"]
     norm = recipe_normalisation(o["recipe"])
+    device = select_device(job.get("device", "auto"))
     tilt, snr, seed = job["tilt"], job["snr"], job["seed"]
     t0 = time.perf_counter()
     n_max = max(o["sizes"])
@@ -163,9 +165,9 @@ def run_cell(job: dict) -> dict:
             net = build_model(name, n_classes, o["box"], width=o["widths"][name])
             cfg = recipe_config(o["recipe"], tilt_range=(-tilt, tilt), epochs=epochs_for(len(idx), o), seed=seed,
                                 log_interval_s=1e9)
-            res = fit(net, ArrayDataset(x_tr, y_tr, normalise=norm), val_set, cfg)
+            res = fit(net, ArrayDataset(x_tr, y_tr, normalise=norm), val_set, cfg, device=device)
             tta = tuple(cfg.augment.tilt_range) if cfg.tta else None
-            logits, yt = predict_logits(net, test_set, tta_range=tta)
+            logits, yt = predict_logits(net, test_set, tta_range=tta, device=device)
             vals = [h["val_accuracy"] for h in res.history]
             row[name] = {"test_accuracy": float((logits.argmax(1).numpy() == yt).mean()),
                          "best_val_accuracy": float(max(vals)), "final_val_accuracy": float(vals[-1]),
@@ -243,6 +245,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", default=None, help="CNNs (small: compact3d; full: + dsrf3d-v2)")
     ap.add_argument("--recipe", default="subtomo", help="training recipe of the CNNs (subtomo or paper)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto", help="device of the CNNs: auto (CUDA when present), cpu, cuda, cuda:N")
     ap.add_argument("--workers", type=int, default=None, help="cells run in parallel (small: 2, one thread each)")
     ap.add_argument("--diagnose-bn", action="store_true",
                     help="only measure the validation collapse of the paper's recipe (first cell, largest n, "
@@ -280,7 +283,8 @@ def main(argv=None) -> int:
                 "real_structures": real, "design_structures": list(DESIGN_STRUCTURES), "train_acquisition": TRAIN_ACQ,
                 "test_acquisition": TEST_ACQ, "workers": workers, "threads_per_worker": threads, "seed": args.seed}
     print(json.dumps(settings), flush=True)
-    jobs = [{"tilt": t, "snr": s, "seed": args.seed, "specs": specs, "opts": opts, "threads": threads}
+    jobs = [{"tilt": t, "snr": s, "seed": args.seed, "specs": specs, "opts": opts, "threads": threads,
+             "device": args.device}
             for t, s in cells]
     t0 = time.perf_counter()
     if workers > 1:
