@@ -9,6 +9,7 @@ Modules (one concept each):
 * :mod:`.average`: wedge-compensated Fourier averaging with a guard against small weights;
 * :mod:`.refine`: reference-free start, gold-standard iterative refinement, FSC;
 * :mod:`.mra`: multi-reference alignment (classification by alignment);
+* :mod:`.contrast`: does a given reference have the particles' contrast (or the opposite)?
 * :mod:`.evaluate`: pose errors against ground truth (up to a global pose);
 * :mod:`.jobs`, :mod:`.report`: particle tables in, files and figures out (``cryomine align``).
 

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from cryomine_core.align.average import average_particles
+from cryomine_core.align.contrast import AGREE, CHECK_BAND, OPPOSITE, check_contrast
 from cryomine_core.align.refine import RefineResult, RefineSettings, half_map_fsc, refine
 from cryomine_core.align.report import plot_fsc, plot_gallery, plot_orientations, plot_slices
 from cryomine_core.align.scoring import soft_sphere_mask
@@ -32,8 +33,8 @@ from cryomine_core.io.atomic import atomic_write_text
 from cryomine_core.io.mrc import read_mrc, write_mrc
 from cryomine_core.poses import table_poses, with_poses
 
-__all__ = ["ParticleSet", "load_particles", "load_volume", "run_refine", "run_average", "run_mra",
-           "FAILED", "RANDOM_SUBSET"]
+__all__ = ["ParticleSet", "load_particles", "load_volume", "prepare_reference", "run_refine", "run_average",
+           "run_mra", "FAILED", "RANDOM_SUBSET", "CONTRAST_MODES"]
 
 log = logging.getLogger("cryomine")
 
@@ -41,6 +42,8 @@ FAILED = "cmAlignFailed"
 """Table column: 1 where the alignment failed (pose not trusted, left out of averages), else 0."""
 RANDOM_SUBSET = "rlnRandomSubset"
 """RELION's half-set column (1/2), written beside CryoMine's ``cmHalfSet``."""
+CONTRAST_MODES = ("check", "auto", "off")
+"""``--contrast``: refuse an opposite-contrast reference (check), invert it (auto), or skip the check (off)."""
 
 
 @dataclass
@@ -133,6 +136,63 @@ def _check_mask(mask: torch.Tensor, path) -> torch.Tensor:
     return mask.clamp(0.0, 1.0)
 
 
+def check_reference_options(reference, invert_reference: bool, contrast: str) -> None:
+    """Refuse ``--invert-reference`` without ``--reference`` and an unknown ``--contrast`` mode."""
+    if contrast not in CONTRAST_MODES:
+        raise CryomineError(f"--contrast {contrast!r} is unknown; use one of {', '.join(CONTRAST_MODES)}.")
+    if invert_reference and not reference:
+        raise CryomineError("--invert-reference needs a --reference to invert; give one or drop the flag.")
+
+
+def _opposite_contrast_message(path, invert_reference: bool, summary: str) -> str:
+    if invert_reference:
+        return (f"{path}: after --invert-reference the reference has the opposite contrast of the particles "
+                f"({summary}); drop --invert-reference.")
+    return (f"{path}: the reference has the opposite contrast of the particles ({summary}); pass "
+            "--invert-reference (or --contrast auto to invert it automatically).")
+
+
+def prepare_reference(ref: torch.Tensor, path, ps: ParticleSet, search: SearchSettings, mask: torch.Tensor | None, *,
+                      invert_reference: bool = False, contrast: str = "check",
+                      lowpass_angstrom: float | None = None, seed: int = 0) -> tuple[torch.Tensor, dict]:
+    """Apply ``--invert-reference`` and the contrast check (:mod:`.contrast`) to a user reference ``(N, N, N)``.
+
+    Returns ``(reference to use, record for metrics.json)``. The record holds the mode, whether the
+    user inverted the reference, whether the check inverted it, the sign finally applied to the
+    file's values, and the check's figures (verdict, median best scores, wins, p-value).
+
+    Raises:
+        CryomineError: the check finds the opposite contrast and ``contrast`` is ``check``.
+    """
+    check_reference_options(path, invert_reference, contrast)
+    record = {"mode": contrast, "invert_reference": bool(invert_reference), "inverted_automatically": False}
+    if invert_reference:
+        ref = -ref
+        log.info("--invert-reference: the reference %s is multiplied by -1", path)
+    if contrast == "off":
+        log.info("contrast check skipped (--contrast off)")
+        record.update(verdict="skipped", reference_sign=-1 if invert_reference else 1)
+        return ref, record
+    band = CHECK_BAND if lowpass_angstrom is None else min(CHECK_BAND, ps.voxel_size / float(lowpass_angstrom))
+    mask = mask if mask is not None else soft_sphere_mask(ps.box, device=ps.volumes.device)
+    check = check_contrast(ps.volumes, ps.tilt, ref, search, mask=mask, band=band, seed=seed)
+    record.update(check.as_dict())
+    if check.verdict == OPPOSITE and contrast == "check":
+        raise CryomineError(_opposite_contrast_message(path, invert_reference, check.summary()))
+    if check.verdict == OPPOSITE:
+        ref = -ref
+        record["inverted_automatically"] = True
+        log.warning("contrast check: the reference has the opposite contrast of the particles (%s); inverted it "
+                    "(--contrast auto)", check.summary())
+    elif check.verdict == AGREE:
+        log.info("contrast check: reference and particles agree (%s; %.1f s)", check.summary(), check.seconds)
+    else:
+        log.warning("contrast check inconclusive (%s): these particles cannot tell the reference's contrast; it is "
+                    "used unchanged", check.summary())
+    record["reference_sign"] = -1 if invert_reference != record["inverted_automatically"] else 1
+    return ref, record
+
+
 def _search_settings(angular_step, max_shift, symmetry, box) -> SearchSettings:
     s = SearchSettings(angular_step_deg=float(angular_step), max_shift_voxels=float(max_shift), symmetry=symmetry)
     try:
@@ -166,13 +226,18 @@ def _write_metrics(out: Path, metrics: dict) -> None:
 def run_refine(table: str | Path, out_dir: str | Path, *, reference: str | Path | None = None,
                mask: str | Path | None = None, symmetry: str = "C1", iterations: int = 4,
                angular_step: float = 12.0, max_shift: float = 4.0, lowpass_angstrom: float | None = None,
-               tilt_range: tuple[float, float] | None = None, device: str = "auto", seed: int = 0) -> dict:
+               tilt_range: tuple[float, float] | None = None, device: str = "auto", seed: int = 0,
+               invert_reference: bool = False, contrast: str = "check") -> dict:
     """``cryomine align refine``: gold-standard refinement (reference-free unless ``reference``).
 
     Writes ``particles.star``, ``average.mrc``, ``half1.mrc``, ``half2.mrc``, ``metrics.json``,
     ``fsc.png``, ``slices.png``, ``orientations.png`` into ``out_dir``; returns the metrics.
+    A given reference is multiplied by -1 with ``invert_reference`` and then checked against the
+    particles' contrast (:func:`prepare_reference`; ``contrast``: check, auto or off); the outcome
+    is ``contrast_check`` in the metrics (None without a reference).
     """
     t0 = time.perf_counter()
+    check_reference_options(reference, invert_reference, contrast)
     dev = select_device(device)
     ps = load_particles(table, tilt_range, dev)
     if len(ps.table) < 2:
@@ -184,6 +249,10 @@ def run_refine(table: str | Path, out_dir: str | Path, *, reference: str | Path 
     if lowpass_angstrom is not None and not lowpass_angstrom >= 2 * ps.voxel_size:
         raise CryomineError(f"--lowpass-angstrom {lowpass_angstrom} is finer than Nyquist ({2 * ps.voxel_size:g} Å); "
                             "give a larger value.")
+    contrast_record = None
+    if ref is not None:
+        ref, contrast_record = prepare_reference(ref, reference, ps, search, msk, invert_reference=invert_reference,
+                                                 contrast=contrast, lowpass_angstrom=lowpass_angstrom, seed=seed)
     halves = None
     if T.HALF_SET in ps.table.columns:
         halves = torch.as_tensor(ps.table[T.HALF_SET].to_numpy(int), device=dev)
@@ -206,7 +275,8 @@ def run_refine(table: str | Path, out_dir: str | Path, *, reference: str | Path 
         "box": ps.box, "voxel_size_A": ps.voxel_size, "symmetry": symmetry, "iterations": int(iterations),
         "angular_step_deg": float(angular_step), "max_shift_voxels": float(max_shift),
         "lowpass_angstrom": lowpass_angstrom, "reference": str(reference) if reference else None,
-        "reference_free": reference is None, "mask": str(mask) if mask else "soft sphere", "seed": int(seed),
+        "reference_free": reference is None, "contrast_check": contrast_record,
+        "mask": str(mask) if mask else "soft sphere", "seed": int(seed),
         "device": str(dev), "seconds": time.perf_counter() - t0,
     }
     metrics["seconds_per_particle_iteration"] = metrics["seconds"] / max(1, len(ps.table) * int(iterations))

@@ -255,12 +255,14 @@ def _finite(x: float) -> float | None:
 
 def run_mra_job(table, out_dir, *, classes: int, reference=None, mask=None, symmetry="C1", iterations=4,
                 angular_step=12.0, max_shift=4.0, lowpass_angstrom=None, tilt_range=None, device="auto",
-                seed=0) -> dict:
+                seed=0, invert_reference=False, contrast="check") -> dict:
     """File-level MRA: writes ``particles.star`` (``rlnClassNumber`` 1..K, poses, ``cmScore``,
     ``cmAlignFailed``), ``class_001.mrc`` ..., ``metrics.json`` and ``gallery.png``.
 
     ``reference``: optional MRC used as the common start (low-passed); the K classes are seeded
-    from the data.
+    from the data. It is multiplied by -1 with ``invert_reference`` and checked against the
+    particles' contrast first (:func:`~cryomine_core.align.jobs.prepare_reference`; ``contrast``:
+    check, auto or off); the outcome is ``contrast_check`` in the metrics (None without a reference).
     """
     from cryomine_core.align import jobs
     from cryomine_core.align.report import plot_gallery
@@ -269,15 +271,19 @@ def run_mra_job(table, out_dir, *, classes: int, reference=None, mask=None, symm
     from cryomine_core.io.mrc import write_mrc
 
     t0 = time.perf_counter()
+    jobs.check_reference_options(reference, invert_reference, contrast)
     dev = select_device(device)
     ps = jobs.load_particles(table, tilt_range, dev)
     search = jobs._search_settings(angular_step, max_shift, symmetry, ps.box)
     msk = jobs._check_mask(jobs.load_volume(mask, ps.box, ps.voxel_size, "mask", dev), mask) if mask else None
     settings = RefineSettings(iterations=int(iterations), search=search, lowpass_angstrom=lowpass_angstrom, mask=msk,
                               seed=int(seed))
-    refs = None
+    refs, contrast_record = None, None
     if reference:
         ref = jobs.load_volume(reference, ps.box, ps.voxel_size, "reference", dev)
+        ref, contrast_record = jobs.prepare_reference(ref, reference, ps, search, msk,
+                                                      invert_reference=invert_reference, contrast=contrast,
+                                                      lowpass_angstrom=lowpass_angstrom, seed=seed)
         refs = ref.expand(int(classes), *ref.shape).clone()
         refs = refs + 0.05 * ref.std() * torch.randn(refs.shape, generator=torch.Generator().manual_seed(seed)).to(dev)
     res = multi_reference_alignment(ps.volumes, ps.tilt, ps.voxel_size, int(classes), settings, refs)
@@ -296,6 +302,7 @@ def run_mra_job(table, out_dir, *, classes: int, reference=None, mask=None, symm
         "class_files": [f"class_{k + 1:03d}.mrc" for k in range(int(classes))],
         "history": res.history, "box": ps.box, "voxel_size_A": ps.voxel_size, "symmetry": symmetry,
         "iterations": int(iterations), "angular_step_deg": float(angular_step), "max_shift_voxels": float(max_shift),
+        "reference": str(reference) if reference else None, "contrast_check": contrast_record,
         "seed": int(seed), "device": str(dev), "seconds": time.perf_counter() - t0,
         "resolution_note": "per-class FSC between the class's two half sets; not gold-standard (shared references)",
     }

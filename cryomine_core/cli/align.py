@@ -21,6 +21,16 @@ def _common(p, search: bool = True) -> None:
     if search:
         p.add_argument("--reference", default=None,
                        help="starting reference MRC (particle box and voxel size); default: reference-free start")
+        p.add_argument("--invert-reference", action="store_true",
+                       help="multiply the reference by -1 first (logged): for a map whose density has the opposite "
+                            "sign of the particles', e.g. a bright map against the dark density of raw tomograms "
+                            "(the maps of 'cryomine simulate subtomograms' with its default CTF)")
+        p.add_argument("--contrast", choices=("check", "auto", "off"), default="check",
+                       help="with --reference, before refining: search up to 64 particles (low band, coarse grid) "
+                            "with the reference and with its negative and compare the best scores. check (default): "
+                            "stop with an error naming --invert-reference when the negative clearly wins; auto: "
+                            "invert the reference instead (logged); off: skip the check. The outcome is "
+                            "'contrast_check' in metrics.json")
         p.add_argument("--iterations", type=int, default=4, help="refinement iterations (default 4)")
         p.add_argument("--angular-step", type=float, default=12.0,
                        help="step of the global rotation grid in degrees (default 12; refined locally to < 0.5)")
@@ -63,7 +73,8 @@ def register(sub) -> None:
 def _search_kwargs(args) -> dict:
     return dict(reference=args.reference, mask=args.mask, symmetry=args.symmetry, iterations=args.iterations,
                 angular_step=args.angular_step, max_shift=args.max_shift, lowpass_angstrom=args.lowpass_angstrom,
-                tilt_range=tuple(args.tilt_range) if args.tilt_range else None, device=args.device, seed=args.seed)
+                tilt_range=tuple(args.tilt_range) if args.tilt_range else None, device=args.device, seed=args.seed,
+                invert_reference=args.invert_reference, contrast=args.contrast)
 
 
 def _summary(metrics: dict) -> None:

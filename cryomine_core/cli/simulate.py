@@ -46,7 +46,13 @@ def register(sub) -> None:
     sp = p.add_subparsers(dest="simulate_command", metavar="WHAT")
     sp.required = True
 
-    s = sp.add_parser("subtomograms", help="simulated subtomograms + ground-truth particle table")
+    s = sp.add_parser("subtomograms", help="simulated subtomograms + ground-truth particle table",
+                      description="Simulated subtomograms (DIR/subtomograms/*.mrc), their ground-truth particle table "
+                                  "(DIR/particles.star), the noise-free map of each class (DIR/maps/<class>.mrc) and "
+                                  "DIR/metrics.json. Contrast: the maps' density is bright; with the CTF (default, "
+                                  "not corrected, as in raw tomograms) the particles show it dark, so the maps have "
+                                  "the opposite contrast of the particles: align to them with 'cryomine align ... "
+                                  "--invert-reference' (with --no-ctf both are bright).")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--structures", nargs="*", default=None, metavar="SPEC",
                    help="classes: MRC maps, PDB/mmCIF files, fetched names or phantom:N, optionally NAME=SPEC "

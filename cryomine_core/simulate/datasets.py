@@ -4,7 +4,10 @@ Layout of ``out_dir``::
 
     particles.star          ground truth (one row per particle, image paths relative)
     subtomograms/sub_000001.mrc ...   one noisy reconstruction per particle (names carry no class)
-    maps/<class>.mrc        noise-free reference of each class in the box (no file for 'empty')
+    maps/<class>.mrc        noise-free reference of each class in the box (no file for 'empty'); its
+                            density is bright (positive), while with the CTF (the default) the
+                            particles show it dark: the maps then have the opposite contrast of the
+                            particles (``cryomine align ... --invert-reference``); see :func:`map_contrast_note`
     metrics.json            settings, requested and realised SNR, timings
 
 Table columns (see :mod:`cryomine_core.io.table`): ``rlnImageName``, ``rlnClassNumber`` (1-based,
@@ -35,9 +38,26 @@ from cryomine_core.simulate.acquisition import AcquisitionParams
 from cryomine_core.simulate.structures import load_structure
 from cryomine_core.simulate.subtomograms import EMPTY, SubtomogramSimulator, validate_request
 
-__all__ = ["simulate_subtomogram_dataset"]
+__all__ = ["simulate_subtomogram_dataset", "map_contrast_note"]
 
 log = logging.getLogger("cryomine")
+
+
+def map_contrast_note(params: AcquisitionParams) -> str:
+    """One line on the contrast of ``maps/<class>.mrc`` relative to the subtomograms.
+
+    The maps are the structures' noise-free density (bright, positive). The CTF at underfocus
+    (uncorrected, as in raw tomograms) makes the particles' low-resolution density dark, so the
+    maps then have the opposite contrast of the particles; without the CTF both are bright. At
+    zero or over-focus the sign is the CTF's business: the note says so.
+    """
+    if not params.apply_ctf:
+        return "maps/*.mrc and the subtomograms have the same contrast (bright density; no CTF)"
+    if params.defocus_um > 0:
+        return ("maps/*.mrc have the opposite contrast of the subtomograms (bright density in the maps, dark in the "
+                "CTF-affected particles): pass --invert-reference to use a map as an alignment reference")
+    return (f"maps/*.mrc hold bright density; at defocus {params.defocus_um:g} um (not underfocus) the CTF sets the "
+            "subtomograms' contrast: the contrast check of 'cryomine align' tells which way a map must go")
 
 
 def simulate_subtomogram_dataset(
@@ -105,6 +125,7 @@ def simulate_subtomogram_dataset(
 
     for s, ref in zip(structures, sim.references):
         write_mrc(out_dir / "maps" / f"{s.name}.mrc", ref.numpy(), voxel_size)
+    log.info(map_contrast_note(params))
     rows = []
     written = 0
     progress = tqdm(total=int(classes.numel()), desc="subtomograms", unit="particle", disable=None)
