@@ -12,6 +12,8 @@ from cryomine_scipion.convert import readTable, setTransformFromTable, subtomogr
 from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
 
 FAILED = "cmAlignFailed"  # column the core sets for items whose alignment failed
+#: what to do about the reference's contrast (labels of the form; the core's --contrast / --invert-reference)
+REFERENCE_CONTRAST = ["check", "invert", "auto", "off"]
 
 
 def volumePath(volume):
@@ -36,6 +38,16 @@ class ProtCryomineAlignBase(ProtCryomineBase):
                       help="Starting reference of the same box and voxel size. Leave empty for a reference-free "
                            "start: CryoMine then builds the first reference from the data themselves, so no "
                            "external template can bias the result.")
+        form.addParam("referenceContrast", params.EnumParam, choices=REFERENCE_CONTRAST, default=0,
+                      condition="inputReference", display=params.EnumParam.DISPLAY_HLIST,
+                      label="Reference contrast",
+                      help="A map from the EMDB or a simulator is usually bright protein on a dark background, while "
+                           "subtomograms cut from a tomogram show protein dark: aligned against a reference of the "
+                           "opposite contrast the poses are random although the run looks normal. check (default): "
+                           "before refining, a sample of particles is matched against the reference and its negative "
+                           "at low resolution; the step stops with a message when the negative clearly fits better. "
+                           "invert: multiply the reference by -1 (choose this when check told you to). auto: invert "
+                           "it when the check says so (logged). off: no check.")
         form.addParam("inputMask", params.PointerParam, pointerClass="VolumeMask", allowsNull=True,
                       label="Mask (optional)",
                       help="Real-space mask (same box) applied to the reference during scoring. Leave empty for a "
@@ -84,6 +96,11 @@ class ProtCryomineAlignBase(ProtCryomineBase):
                 "--seed", self.seed.get()]
         if self.inputReference.get() is not None:
             args += ["--reference", volumePath(self.inputReference.get())]
+            choice = REFERENCE_CONTRAST[self.referenceContrast.get()]
+            if choice == "invert":
+                args.append("--invert-reference")
+            elif choice != "check":
+                args += ["--contrast", choice]
         if self.inputMask.get() is not None:
             args += ["--mask", volumePath(self.inputMask.get())]
         if self.lowpass.get():
