@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     except CryomineError as exc:
         print(f"cryomine: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("cryomine: interrupted. Files already in the output folder are complete (each is written atomically); "
+              "run the same command again (with --resume where the command offers it) to continue.", file=sys.stderr)
+        return 130
     return int(result or 0)
 
 

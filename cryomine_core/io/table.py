@@ -146,7 +146,9 @@ def tilt_ranges(df: pd.DataFrame, *, source: str = "particle table") -> np.ndarr
     missing = [c for c in (TILT_MIN, TILT_MAX) if c not in df.columns]
     if missing:
         raise TableError(f"{source}: no tilt range ({', '.join(missing)} missing). Set the acquisition's tilt range "
-                         "on the input subtomograms, or pass --tilt-range MIN MAX to apply one range to all.")
+                         "on the input subtomograms (Scipion), add cmTiltMin/cmTiltMax columns (degrees) to the "
+                         "table, or, with 'cryomine align' and 'cryomine classify train', pass --tilt-range MIN MAX "
+                         "to apply one range to all.")
     ranges = df[[TILT_MIN, TILT_MAX]].to_numpy(dtype=float)
     bad = np.flatnonzero(~((ranges[:, 0] < ranges[:, 1]) & (ranges[:, 0] >= -90) & (ranges[:, 1] <= 90)))
     if bad.size:

@@ -35,7 +35,7 @@ __all__ = ["Structure", "load_structure", "support_radius", "structure_name"]
 _MAP_SUFFIXES = (".mrc", ".map", ".rec")
 _MODEL_SUFFIXES = (".pdb", ".cif", ".ent", ".mmcif")
 _PHANTOM = re.compile(r"^phantom:(\d+)(?::(\d+(?:\.\d*)?))?$")
-_NAMED = re.compile(r"^([A-Za-z][\w.-]*)=(.+)$")
+_NAMED = re.compile(r"^([A-Za-z0-9][\w.-]*)=(.+)$")  # NAME=SPEC; PDB ids start with a digit
 # Density (fraction of the maximum) above which a voxel belongs to the structure's support.
 SUPPORT_THRESHOLD = 0.05
 

@@ -49,3 +49,15 @@ def test_cli_reports_input_errors_in_one_line_with_status_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "cryomine: error:" in err and "nope.star" in err and "Traceback" not in err
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    import cryomine_core.cli.classify as classify_cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(classify_cli, "run_models", interrupted)
+    assert main(["classify", "models"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "interrupted" in err and "Traceback" not in err

@@ -1,12 +1,15 @@
 """MRC, particle table, Dynamo and IMOD I/O: round trips, validation and atomic writes."""
 
+import os
+import stat
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from cryomine_core.errors import InputFileError, TableError
 from cryomine_core.io import table as T
-from cryomine_core.io.atomic import atomic_path
+from cryomine_core.io.atomic import atomic_path, atomic_write_text
 from cryomine_core.io.dynamo import read_dynamo_table, write_dynamo_table
 from cryomine_core.io.imod import read_imod_points, write_imod_points
 from cryomine_core.io.mrc import read_mrc, read_mrc_header, write_mrc
@@ -72,6 +75,19 @@ def test_atomic_write_leaves_target_untouched_on_failure(tmp_path):
             raise RuntimeError("interrupted")
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_write_gives_the_mode_of_a_plain_write(tmp_path, umask):
+    """Outputs follow the umask (a facility's group can read them), not mkstemp's owner-only 0600."""
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "a.json").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == 0o666 & ~umask
 
 
 def _table(tmp_path, n=3):

@@ -232,3 +232,11 @@ def test_empty_particles_are_noise_only(phantoms):
     batch, clean = sim.simulate(classes, rot, shift, torch.Generator().manual_seed(1), 0.1, sigma=1.0, clean=True)
     assert float(clean.abs().max()) == 0.0 and float(batch.volumes.std()) > 0
     assert torch.equal(rot, torch.eye(3).expand(2, 3, 3))
+
+
+def test_named_spec_accepts_pdb_ids_that_start_with_a_digit():
+    from cryomine_core.simulate.structures import structure_name
+
+    s = load_structure("4cr2=phantom:0", 9.2, 16)
+    assert s.name == "4cr2" and structure_name("4cr2=phantom:0") == "4cr2"
+    assert structure_name("ribo=phantom:0") == "ribo" and structure_name("phantom:3") == "phantom3"
