@@ -139,6 +139,10 @@ def extract_table(coords_table: str, out_dir: str, box: int, *, voxel_size: floa
     from cryomine_core.io.atomic import atomic_write_text
     from cryomine_core.io.mrc import read_mrc, write_mrc
 
+    if voxel_size is not None and not voxel_size > 0:
+        raise CryomineError(f"--voxel-size {voxel_size:g}: give the output voxel size in Å (> 0), or leave it out to "
+                            "keep the tomogram's.")
+
     log = logging.getLogger("cryomine")
     if box < 4:
         raise CryomineError(f"box size {box} is too small; give at least 4 voxels (typically 32-64).")

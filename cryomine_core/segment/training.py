@@ -145,6 +145,12 @@ def train_segmenter(tomograms: Sequence[str | os.PathLike], labels: Sequence[str
                             "tomogram, in the same order.")
     if box_size < 8 or patch < 8:
         raise CryomineError(f"box size {box_size} / patch {patch}: give at least 8 voxels.")
+    if patch > box_size:
+        raise CryomineError(f"--patch {patch} is larger than --box-size {box_size}: training patches are cut from "
+                            "the annotated boxes; give a patch of at most the box size.")
+    if not 1 <= depth or 2 ** depth > patch:
+        raise CryomineError(f"--depth {depth}: give 1 to {int(math.log2(patch))} poolings for a patch of {patch} "
+                            "voxels (each pooling halves it; 2 by default).")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = select_device(device)
@@ -190,7 +196,7 @@ def train_segmenter(tomograms: Sequence[str | os.PathLike], labels: Sequence[str
                       patience=patience, seed=seed, eval_batch_size=1, log_interval_s=60.0, channels_last=True)
     result = fit(model, train_ds, val_ds, cfg, device=dev, checkpoint_path=out / "checkpoint.pt", resume=resume,
                  n_classes=len(values), extra_checkpoint={"architecture": "unet3d", "build_args": model.build_args})
-    # the loop's accuracies count voxels per item and the ignored voxels as errors: not meaningful here
+    # the loop's voxel accuracies are dominated by the background: Dice per class (below) says more
     history = [{k: v for k, v in h.items() if "accuracy" not in k} for h in result.history]
 
     model.eval()

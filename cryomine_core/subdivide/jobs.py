@@ -132,6 +132,8 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
                             "averages: add --align-clusters.")
     if reassign < 0:
         raise CryomineError(f"--reassign {reassign}: give 0 (off) or a number of iterations.")
+    if pca_components < 1:
+        raise CryomineError(f"--pca-components {pca_components}: give at least 1 (8 by default).")
     dev = select_device(device)
     seed_everything(seed)
     src = str(table)

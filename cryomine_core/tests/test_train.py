@@ -196,3 +196,30 @@ def test_config_validation():
     d = TrainConfig()
     assert (d.lr, d.momentum, d.nesterov, d.lr_decay, d.batch_size, d.epochs, d.patience) == \
         (0.005, 0.9, True, 1e-7, 64, 20, 5)
+
+
+def test_voxel_accuracy_counts_labelled_voxels_only():
+    """Dense targets (segmentation): accuracy is a fraction of the kept voxels, never above 1."""
+    from torch import nn
+
+    from cryomine_core.train import TrainConfig, fit
+
+    class Dense(torch.utils.data.Dataset):
+        labels = np.zeros(8, dtype=np.int64)  # per-item labels for the sampler, as segmentation's datasets have
+
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            x = torch.zeros(1, 4, 4, 4)
+            y = torch.full((4, 4, 4), -100, dtype=torch.int64)
+            y[:2] = i % 2
+            return x, y, i
+
+    net = nn.Sequential(nn.Conv3d(1, 2, 1))
+    res = fit(net, Dense(), Dense(), TrainConfig(epochs=1, batch_size=4, log_interval_s=1e9, bn_recalibrate=False),
+              n_classes=2)
+    for key in ("train_accuracy", "val_accuracy"):
+        assert 0.0 <= res.history[0][key] <= 1.0
+    # a constant prediction is right on exactly half of the labelled voxels (the two classes are equal)
+    assert res.history[0]["val_accuracy"] == pytest.approx(0.5)

@@ -481,6 +481,7 @@ def _fit(model, train_set, val_set, cfg, device, checkpoint_path, resume, n_clas
         loader = _loader(train_set, cfg.batch_size, sampler, cfg.workers, device, cfg.seed * 7 + epoch)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
+        labelled = torch.zeros((), dtype=torch.int64, device=device)  # targets counted by the accuracy
         seen = 0
         t_log = time.perf_counter()
         for b, (x, y, _) in enumerate(loader):
@@ -504,17 +505,20 @@ def _fit(model, train_set, val_set, cfg, device, checkpoint_path, resume, n_clas
             scaler.update()
             scheduler.step()
             loss_sum += loss.detach().double() * y.shape[0]
-            correct += (logits.detach().argmax(1) == y).sum()
+            counted = y != criterion.ignore_index  # one per item; one per kept voxel for segmentation
+            correct += ((logits.detach().argmax(1) == y) & counted).sum()
+            labelled += counted.sum()
             seen += int(y.shape[0])
             now = time.perf_counter()
             if now - t_log >= cfg.log_interval_s and b + 1 < n_batches:
                 rate = seen / (now - t0)
                 log.info("epoch %d/%d batch %d/%d loss %.4f acc %.3f (%.1f subtomograms/s, epoch ETA %s)",
-                         epoch + 1, cfg.epochs, b + 1, n_batches, float(loss_sum) / seen, int(correct) / seen, rate,
+                         epoch + 1, cfg.epochs, b + 1, n_batches, float(loss_sum) / seen,
+                         int(correct) / max(int(labelled), 1), rate,
                          _fmt_seconds((len(train_set) - seen) / max(rate, 1e-9)))
                 t_log = now
         train_loss = float(loss_sum) / max(seen, 1)
-        train_acc = int(correct) / max(seen, 1)
+        train_acc = int(correct) / max(int(labelled), 1)
         record = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,
                   "lr": float(optimizer.param_groups[0]["lr"])}
         if cfg.bn_recalibrate:
@@ -525,7 +529,8 @@ def _fit(model, train_set, val_set, cfg, device, checkpoint_path, resume, n_clas
                                             amp=use_amp, channels_last=use_cl, tta_range=tta_range)
             y_val = torch.as_tensor(labels)
             record["val_loss"] = float(nn.functional.cross_entropy(logits, y_val))
-            record["val_accuracy"] = float((logits.argmax(1) == y_val).float().mean())
+            counted = y_val != criterion.ignore_index
+            record["val_accuracy"] = float(((logits.argmax(1) == y_val) & counted).sum() / counted.sum().clamp_min(1))
         else:
             record["val_loss"] = float("nan")
             record["val_accuracy"] = float("nan")

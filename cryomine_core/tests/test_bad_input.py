@@ -1,0 +1,35 @@
+"""Bad input to the command line: exit 2, one line that names the item and the fix, nothing written.
+
+Each case is refused before any work (the output folder stays absent).
+"""
+
+import pytest
+
+from cryomine_core.cli import main
+
+CASES = {
+    "extract --voxel-size 0": (["extract", "--coords", "{tmp}/c.star", "--out", "{tmp}/out", "--box", "24",
+                                "--voxel-size", "0"], "--voxel-size 0"),
+    "extract --voxel-size -3": (["extract", "--coords", "{tmp}/c.star", "--out", "{tmp}/out", "--box", "24",
+                                 "--voxel-size", "-3"], "--voxel-size -3"),
+    "subdivide --pca-components 0": (["subdivide", "--in", "{tmp}/t.star", "--out", "{tmp}/out", "--features", "rif",
+                                      "--pca-components", "0"], "--pca-components 0"),
+    "segment train --depth 9": (["segment", "train", "--tomograms", "{tmp}/t.mrc", "--labels", "{tmp}/l.mrc",
+                                 "--out", "{tmp}/out", "--depth", "9"], "--depth 9"),
+    "segment train --depth 0": (["segment", "train", "--tomograms", "{tmp}/t.mrc", "--labels", "{tmp}/l.mrc",
+                                 "--out", "{tmp}/out", "--depth", "0"], "--depth 0"),
+    "segment train --patch > --box-size": (["segment", "train", "--tomograms", "{tmp}/t.mrc", "--labels",
+                                            "{tmp}/l.mrc", "--out", "{tmp}/out", "--box-size", "32", "--patch",
+                                            "48"], "--patch 48 is larger than --box-size 32"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_refused_in_one_line_before_any_work(case, tmp_path, capsys):
+    argv, expected = CASES[case]
+    rc = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("cryomine: error:") and expected in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
