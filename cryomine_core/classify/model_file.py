@@ -32,6 +32,7 @@ import torch
 
 from cryomine_core.errors import InputFileError
 from cryomine_core.io.atomic import atomic_path
+from cryomine_core.io.torch_file import load_torch_file
 from cryomine_core.models import MODELS, build_model, canonical_name
 from cryomine_core.models.common import SubtomogramNet
 
@@ -62,13 +63,8 @@ def save_classifier(path: str | os.PathLike, model: SubtomogramNet, *, voxel_siz
 def read_classifier_file(path: str | os.PathLike) -> dict:
     """Read and check a ``model.pt`` (without building the network)."""
     path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"{path}: model file not found. Give the model.pt written by 'cryomine classify train'.")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises zip, pickle and EOF errors of many kinds
-        raise InputFileError(f"{path}: not a readable model file ({type(exc).__name__}: {exc}). The file is corrupt "
-                             "or not a CryoMine model; copy it again or retrain.") from exc
+    payload = load_torch_file(path, "model file", "Give the model.pt written by 'cryomine classify train' (copy it "
+                              "again or retrain).")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         hint = " (this is a training checkpoint; give model.pt from the same folder)" if isinstance(payload, dict) \
             and str(payload.get("format", "")).startswith("cryomine-checkpoint") else ""

@@ -28,6 +28,7 @@ import torch
 
 from cryomine_core.errors import InputFileError
 from cryomine_core.io.atomic import atomic_path
+from cryomine_core.io.torch_file import load_torch_file
 from cryomine_core.segment.network import UNet3D, build_unet
 
 FORMAT = "cryomine-segmenter"
@@ -56,13 +57,8 @@ def save_segmenter(path: str | os.PathLike, model: UNet3D, *, class_values: list
 def load_segmenter(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[UNet3D, dict]:
     """Rebuild the network of ``model.pt``; returns ``(model in eval mode, metadata without weights)``."""
     path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"{path}: model file not found. Give the model.pt written by 'cryomine segment train'.")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises zip, pickle and EOF errors of many kinds
-        raise InputFileError(f"{path}: not a readable model file ({type(exc).__name__}: {exc}); copy it again or "
-                             "retrain.") from exc
+    payload = load_torch_file(path, "model file", "Give the model.pt written by 'cryomine segment train' (copy it "
+                              "again or retrain).")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise InputFileError(f"{path}: not a CryoMine segmenter file. Give the model.pt written by 'cryomine segment "
                              "train' (not a checkpoint.pt or a classifier).")

@@ -33,3 +33,26 @@ def test_refused_in_one_line_before_any_work(case, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and err.startswith("cryomine: error:") and expected in err
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", ["random bytes", "empty", "text"])
+def test_a_file_that_is_not_a_model_is_one_line_without_torch_advice(kind, tmp_path, capsys):
+    import numpy as np
+
+    from cryomine_core.classify.model_file import read_classifier_file
+    from cryomine_core.errors import InputFileError
+    from cryomine_core.segment.model_file import load_segmenter
+    from cryomine_core.train import load_checkpoint
+
+    junk = tmp_path / "model.pt"
+    junk.write_bytes({"random bytes": np.random.default_rng(0).bytes(4096), "empty": b"",
+                      "text": b"data_particles\nloop_\n_rlnImageName #1\na.mrc\n"}[kind])
+    for reader in (read_classifier_file, load_segmenter, load_checkpoint):
+        with pytest.raises(InputFileError) as info:
+            reader(junk)
+        msg = str(info.value)
+        assert len(msg.splitlines()) == 1 and str(junk) in msg and "weights_only" not in msg
+    rc = main(["classify", "predict", "--in", str(tmp_path / "t.star"), "--model", str(junk), "--out",
+               str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "weights_only" not in err

@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cryomine_core.errors import CryomineError, InputFileError
 from cryomine_core.io.atomic import atomic_path
+from cryomine_core.io.torch_file import load_torch_file
 from cryomine_core.train.augment import AugmentConfig, augment_batch, group_transforms
 from cryomine_core.train.data import EpochSampler, dataset_labels
 
@@ -332,11 +333,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.exists():
         raise InputFileError(f"{path}: no checkpoint to resume from. Run without --resume to start training.")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds of unpickling / zip errors
-        raise InputFileError(f"{path}: not a readable CryoMine checkpoint ({exc}). Delete it and train again "
-                             "without --resume.") from exc
+    ckpt = load_torch_file(path, "training checkpoint", "Delete it and train again without --resume.")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise InputFileError(f"{path}: not a CryoMine training checkpoint. Delete it or run without --resume.")
     return ckpt
