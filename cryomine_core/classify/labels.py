@@ -69,8 +69,12 @@ def check_labels(labels: np.ndarray, names: list[str], *, min_per_class: int = M
                  source: str = "particle table") -> dict[str, int]:
     """Refuse fewer than two classes or a class with fewer than ``min_per_class`` examples."""
     counts = np.bincount(labels[labels >= 0], minlength=len(names))
+    if not names:
+        raise TableError(f"{source}: no subtomogram is labelled (every {T.CLASS} is 0 or empty, which means "
+                         f"unlabelled). Give each training subtomogram its class, 1, 2, ... in {T.CLASS} or a name in "
+                         f"{T.CLASS_NAME}.")
     if len(names) < 2:
-        raise TableError(f"{source}: only one class ({names[0] if names else 'none'}) is labelled; a classifier "
+        raise TableError(f"{source}: only one class ({names[0]}) is labelled; a classifier "
                          "needs at least two. Add subtomograms of other classes (e.g. an 'empty' class of "
                          "background boxes).")
     small = [(n, int(c)) for n, c in zip(names, counts) if c < min_per_class]

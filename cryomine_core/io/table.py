@@ -79,6 +79,10 @@ def read_table(path: str | os.PathLike, *, require: tuple[str, ...] = (IMAGE,), 
         data = starfile.read(path, always_dict=True)
     except Exception as exc:  # starfile raises many kinds of parse errors
         raise InputFileError(f"{path}: not a readable STAR file ({exc}).") from exc
+    if not data:
+        raise InputFileError(f"{path}: not a STAR file (no data block found). Give a particle table in STAR format "
+                             "(e.g. written by CryoMine, RELION or Scipion's export); convert other formats with "
+                             "'cryomine formats convert'.")
     if BLOCK in data:
         df = data[BLOCK]
     elif len(data) == 1:

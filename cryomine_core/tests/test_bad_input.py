@@ -56,3 +56,20 @@ def test_a_file_that_is_not_a_model_is_one_line_without_torch_advice(kind, tmp_p
                str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "weights_only" not in err
+
+
+def test_non_star_input_and_unlabelled_tables_say_what_they_are(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from cryomine_core.classify.labels import check_labels, table_labels
+    from cryomine_core.errors import CryomineError
+    from cryomine_core.io import table as T
+
+    junk = tmp_path / "t.star"
+    junk.write_bytes(np.random.default_rng(1).bytes(2000).replace(b"data_", b"xxxx_"))
+    with pytest.raises(CryomineError, match="not a STAR file"):
+        T.read_table(junk)
+    labels, names, _ = table_labels(pd.DataFrame({T.CLASS: [0, 0, 0]}))
+    with pytest.raises(CryomineError, match="no subtomogram is labelled"):
+        check_labels(labels, names)
