@@ -31,6 +31,7 @@ from cryomine_core.errors import CryomineError, InputFileError, TableError
 from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_write_text
 from cryomine_core.io.mrc import read_mrc, write_mrc
+from cryomine_core.io.outputs import remove_stale
 from cryomine_core.poses import table_poses, with_poses
 
 __all__ = ["ParticleSet", "load_particles", "load_volume", "prepare_reference", "run_refine", "run_average",
@@ -350,6 +351,7 @@ def run_average(table: str | Path, out_dir: str | Path, *, mask: str | Path | No
                                        symmetry=symmetry, include=include)
         for j, c in enumerate(ids):
             write_mrc(out / f"class_{c:03d}.mrc", vols[j].cpu().numpy(), ps.voxel_size)
+        remove_stale(out, "class_*.mrc", [f"class_{c:03d}.mrc" for c in ids])
         metrics["class_sizes"] = {str(c): int(cavg.count[j]) for j, c in enumerate(ids)}
         plot_gallery(out / "gallery.png", [v.cpu().numpy() for v in vols], [f"class {c}" for c in ids])
     metrics["seconds"] = time.perf_counter() - t0

@@ -269,6 +269,7 @@ def run_mra_job(table, out_dir, *, classes: int, reference=None, mask=None, symm
     from cryomine_core.device import select_device
     from cryomine_core.io.atomic import atomic_write_text
     from cryomine_core.io.mrc import write_mrc
+    from cryomine_core.io.outputs import remove_stale
 
     t0 = time.perf_counter()
     jobs.check_reference_options(reference, invert_reference, contrast)
@@ -293,6 +294,7 @@ def run_mra_job(table, out_dir, *, classes: int, reference=None, mask=None, symm
                       classes=res.classes + 1)
     for k in range(int(classes)):
         write_mrc(out / f"class_{k + 1:03d}.mrc", res.averages[k].cpu().numpy(), ps.voxel_size)
+    remove_stale(out, "class_*.mrc", [f"class_{k + 1:03d}.mrc" for k in range(int(classes))])
     metrics = {
         "command": "align mra", "n_particles": len(ps.table), "n_classes": int(classes),
         "n_failed": int(res.failed.sum()), "failed_rows": (res.failed.nonzero().flatten() + 1).tolist(),

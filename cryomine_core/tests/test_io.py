@@ -147,3 +147,12 @@ def test_imod_points_round_trip_with_offset(tmp_path):
     np.testing.assert_allclose(back[["x", "y", "z"]].to_numpy(), xyz, atol=1e-4)
     raw = read_imod_points(tmp_path / "p.mod")
     np.testing.assert_allclose(raw[["x", "y", "z"]].to_numpy(), xyz - 0.5, atol=1e-4)
+
+
+def test_remove_stale_deletes_only_unwritten_matches(tmp_path):
+    from cryomine_core.io.outputs import remove_stale
+
+    for name in ("class_001.mrc", "class_002.mrc", "class_003.mrc", "average.mrc"):
+        (tmp_path / name).write_text("x")
+    assert remove_stale(tmp_path, "class_*.mrc", ["class_001.mrc", "class_002.mrc"]) == ["class_003.mrc"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["average.mrc", "class_001.mrc", "class_002.mrc"]
