@@ -137,7 +137,7 @@ def extract_table(coords_table: str, out_dir: str, box: int, *, voxel_size: floa
     from cryomine_core.errors import CryomineError
     from cryomine_core.io import table as T
     from cryomine_core.io.atomic import atomic_write_text
-    from cryomine_core.io.mrc import read_mrc, write_mrc
+    from cryomine_core.io.mrc import read_mrc, read_mrc_header, write_mrc
 
     if voxel_size is not None and not voxel_size > 0:
         raise CryomineError(f"--voxel-size {voxel_size:g}: give the output voxel size in Å (> 0), or leave it out to "
@@ -151,12 +151,17 @@ def extract_table(coords_table: str, out_dir: str, box: int, *, voxel_size: floa
     out = Path(out_dir)
     (out / "subtomograms").mkdir(parents=True, exist_ok=True)
     rows, counts = [], {"n_input": int(len(df)), "n_extracted": 0, "n_skipped": 0, "n_padded": 0}
-    for tomo_file, group in df.groupby(T.TOMO_FILE, sort=False):
-        path = Path(str(tomo_file))
-        path = path if path.is_absolute() else base / path
+    groups = list(df.groupby(T.TOMO_FILE, sort=False))
+    paths = [Path(str(t)) if Path(str(t)).is_absolute() else base / str(t) for t, _ in groups]
+    for path in paths:  # every tomogram is checked before anything is written
+        header = read_mrc_header(path)
+        if len(header.shape) != 3:
+            raise CryomineError(f"{path}: expected a 3-D tomogram, found shape {header.shape}.")
+        if not header.voxel_size > 0:
+            raise CryomineError(f"{path}: the MRC header gives a voxel size of {header.voxel_size:g} Å. Write the true "
+                                "voxel size into the header (e.g. IMOD's 'alterheader -del') and extract again.")
+    for path, (_, group) in zip(paths, groups):
         tomo, tomo_vs = read_mrc(path, mmap=True, check_finite=False)
-        if tomo.ndim != 3:
-            raise CryomineError(f"{path}: expected a 3-D tomogram, found shape {tomo.shape}.")
         scale = scale_for(tomo_vs, voxel_size)
         res = extract_subtomograms(tomo, group[list(T.COORDS)].to_numpy(float), box, scale=scale, edge=edge,
                                    invert=invert, normalise=normalise)

@@ -73,3 +73,37 @@ def test_non_star_input_and_unlabelled_tables_say_what_they_are(tmp_path):
     labels, names, _ = table_labels(pd.DataFrame({T.CLASS: [0, 0, 0]}))
     with pytest.raises(CryomineError, match="no subtomogram is labelled"):
         check_labels(labels, names)
+
+
+@pytest.mark.parametrize("defect", ["truncated", "voxel size 0"])
+def test_extract_checks_every_tomogram_before_writing(defect, tmp_path, capsys):
+    """A bad second tomogram must not overwrite the first tomogram's subtomograms of an earlier run."""
+    import numpy as np
+    import pandas as pd
+
+    from cryomine_core.io import table as T
+    from cryomine_core.io.mrc import write_mrc
+
+    rng = np.random.default_rng(0)
+    write_mrc(tmp_path / "a.mrc", rng.normal(size=(32, 48, 48)).astype(np.float32), 10.0)
+    write_mrc(tmp_path / "b.mrc", rng.normal(size=(32, 48, 48)).astype(np.float32), 10.0)
+    if defect == "voxel size 0":
+        import mrcfile
+
+        with mrcfile.open(tmp_path / "b.mrc", mode="r+") as mrc:
+            mrc.voxel_size = 0.0
+    else:
+        data = (tmp_path / "b.mrc").read_bytes()
+        (tmp_path / "b.mrc").write_bytes(data[: len(data) // 2])
+    coords = {c: [24.0, 24.0] for c in T.COORDS[:2]} | {T.COORDS[2]: [16.0, 16.0]}
+    need = (T.TOMO_FILE, *T.COORDS)
+    T.write_table(tmp_path / "a.star", pd.DataFrame({T.TOMO_FILE: ["a.mrc", "a.mrc"], **coords}), require=need)
+    T.write_table(tmp_path / "ab.star", pd.DataFrame({T.TOMO_FILE: ["a.mrc", "b.mrc"], **coords}), require=need)
+    out = tmp_path / "out"
+    assert main(["extract", "--coords", str(tmp_path / "a.star"), "--out", str(out), "--box", "12"]) == 0
+    before = {p.name: p.read_bytes() for p in sorted((out / "subtomograms").iterdir())}
+    capsys.readouterr()
+    rc = main(["extract", "--coords", str(tmp_path / "ab.star"), "--out", str(out), "--box", "16"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "b.mrc" in err
+    assert {p.name: p.read_bytes() for p in sorted((out / "subtomograms").iterdir())} == before
