@@ -311,8 +311,15 @@ def run_average(table: str | Path, out_dir: str | Path, *, mask: str | Path | No
         symmetry_rotations(symmetry)
     except ValueError as exc:
         raise CryomineError(f"--symmetry {symmetry!r}: {exc}") from exc
+    if by_class and T.CLASS not in ps.table.columns:  # checked before anything is written
+        raise TableError(f"{ps.source}: averaging by class needs the {T.CLASS} column; give a classified table "
+                         "(e.g. from 'cryomine classify predict' or 'cryomine subdivide') or leave out --by-class.")
     msk = _check_mask(load_volume(mask, ps.box, ps.voxel_size, "mask", dev), mask) if mask else None
     fsc_mask = msk if msk is not None else soft_sphere_mask(ps.box, device=dev)
+    has_poses = all(c in ps.table.columns for c in T.ANGLES)
+    if not has_poses:
+        log.warning("%s has no orientations (%s): the subtomograms are averaged as they are, unaligned (run "
+                    "'cryomine align refine' for an aligned average)", ps.source, ", ".join(T.ANGLES))
     rot, shifts = table_poses(ps.table)
     rot, shifts = rot.float().to(dev), shifts.float().to(dev)
     include = torch.ones(len(ps.table), dtype=torch.bool, device=dev)
@@ -326,7 +333,8 @@ def run_average(table: str | Path, out_dir: str | Path, *, mask: str | Path | No
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics: dict = {"command": "align average", "n_particles": b, "n_excluded": int((~include).sum()),
-                     "box": ps.box, "voxel_size_A": ps.voxel_size, "symmetry": symmetry, "device": str(dev)}
+                     "box": ps.box, "voxel_size_A": ps.voxel_size, "symmetry": symmetry, "device": str(dev),
+                     "poses": "table" if has_poses else "none: unaligned average (identity orientations)"}
     halves_maps, avg = average_particles(ps.volumes, rot, shifts, ps.tilt, classes=halves - 1, n_classes=2,
                                          symmetry=symmetry, include=include)
     merged = avg.merged((0, 1))
@@ -342,8 +350,6 @@ def run_average(table: str | Path, out_dir: str | Path, *, mask: str | Path | No
         log.warning("one half set is empty: no FSC")
     plot_slices(out / "slices.png", merged.cpu().numpy(), f"average of {int(include.sum())} particles")
     if by_class:
-        if T.CLASS not in ps.table.columns:
-            raise TableError(f"{ps.source}: averaging by class needs the {T.CLASS} column.")
         labels = ps.table[T.CLASS].to_numpy(int)
         ids = sorted(set(labels.tolist()))
         cls = torch.as_tensor(np.searchsorted(ids, labels), device=dev)

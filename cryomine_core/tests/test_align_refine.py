@@ -84,6 +84,19 @@ def test_average_with_table_poses_and_oracle(dataset, refined, tmp_path):
     T.write_table(tmp_path / "random.star", df)
     m_random = run_average(tmp_path / "random.star", tmp_path / "random", device="cpu")
     assert m_random["resolution_0143_A"] > 1.3 * m_oracle["resolution_0143_A"]
+    assert m_oracle["poses"] == "table"
+
+
+def test_average_by_class_without_classes_leaves_earlier_outputs_alone(dataset, tmp_path):
+    """The missing class column is found before anything is written; a pose-less table is said to be unaligned."""
+    df = T.read_table(dataset / "particles.star").drop(columns=[T.CLASS, *T.ANGLES], errors="ignore")
+    T.write_table(tmp_path / "plain.star", df)
+    m = run_average(tmp_path / "plain.star", tmp_path / "o", device="cpu")
+    assert m["poses"].startswith("none")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "o").iterdir()}
+    with pytest.raises(CryomineError, match="averaging by class needs"):
+        run_average(tmp_path / "plain.star", tmp_path / "o", device="cpu", by_class=True, seed=5)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "o").iterdir()} == before
 
 
 def test_mra_cli_separates_two_structures(tmp_path):
