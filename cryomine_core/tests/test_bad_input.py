@@ -107,3 +107,52 @@ def test_extract_checks_every_tomogram_before_writing(defect, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "b.mrc" in err
     assert {p.name: p.read_bytes() for p in sorted((out / "subtomograms").iterdir())} == before
+
+
+def _subtomograms(tmp_path, sizes, boxes=None):
+    import numpy as np
+    import pandas as pd
+
+    from cryomine_core.io import table as T
+    from cryomine_core.io.mrc import write_mrc
+
+    boxes = boxes or [8] * len(sizes)
+    for i, (vs, b) in enumerate(zip(sizes, boxes)):
+        write_mrc(tmp_path / f"s{i}.mrc", np.random.default_rng(i).normal(size=(b, b, b)).astype(np.float32), vs)
+    return pd.DataFrame({T.IMAGE: [str(tmp_path / f"s{i}.mrc") for i in range(len(sizes))]})
+
+
+def test_voxel_size_is_not_trusted_blindly(tmp_path):
+    from cryomine_core.errors import InputFileError
+    from cryomine_core.io import table as T
+    from cryomine_core.validate import check_subtomograms
+
+    df = _subtomograms(tmp_path, [14.0, 14.0, 14.0])
+    assert check_subtomograms(df)["voxel_size"] == pytest.approx(14.0)
+    with pytest.raises(InputFileError, match=r"s0.mrc: the table gives 10.0000 Å per voxel \(cmVoxelSize, row 1\) but "
+                                             r"the MRC header 14.0000"):
+        check_subtomograms(df.assign(**{T.VOXEL_SIZE: 10.0}))
+    # the odd item is named, also when it is the first one
+    (tmp_path / "b").mkdir()
+    odd_first = _subtomograms(tmp_path / "b", [14.0, 10.0, 10.0, 10.0])
+    with pytest.raises(InputFileError, match=r"s0.mrc: voxel size 14.0000 Å differs from 10.0000"):
+        check_subtomograms(odd_first)
+    (tmp_path / "c").mkdir()
+    odd_box = _subtomograms(tmp_path / "c", [10.0, 10.0, 10.0], boxes=[6, 8, 8])
+    with pytest.raises(InputFileError, match=r"s0.mrc: box \(6, 6, 6\) differs from \(8, 8, 8\)"):
+        check_subtomograms(odd_box)
+
+
+def test_table_check_refuses_a_set_without_voxel_size(tmp_path, capsys):
+    import mrcfile
+
+    from cryomine_core.io import table as T
+
+    df = _subtomograms(tmp_path, [14.0, 14.0])
+    for path in df[T.IMAGE]:
+        with mrcfile.open(path, mode="r+") as mrc:
+            mrc.voxel_size = 0.0
+    T.write_table(tmp_path / "t.star", df)
+    assert main(["table", "check", str(tmp_path / "t.star")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no voxel size" in err and "s0.mrc" in err
