@@ -33,6 +33,7 @@ from cryomine_core.io.atomic import atomic_write_text
 from cryomine_core.io.mrc import read_mrc, write_mrc
 from cryomine_core.io.outputs import remove_stale
 from cryomine_core.poses import table_poses, with_poses
+from cryomine_core.validate import check_subtomograms
 
 __all__ = ["ParticleSet", "load_particles", "load_volume", "prepare_reference", "run_refine", "run_average",
            "run_mra", "FAILED", "RANDOM_SUBSET", "CONTRAST_MODES"]
@@ -87,31 +88,20 @@ def load_particles(table_path: str | Path, tilt_range: tuple[float, float] | Non
                         len(df))
         df[T.TILT_MIN], df[T.TILT_MAX] = lo, hi
     tilt = T.tilt_ranges(df, source=source)
-    vols, box, vs_header = [], None, None
+    info = check_subtomograms(df)  # readable headers, one box, one voxel size that table and headers agree on
+    box, voxel_size = info["box"][0], info["voxel_size"]
+    if T.VOXEL_SIZE not in df.columns:
+        df[T.VOXEL_SIZE] = voxel_size
+        log.info("%s: no cmVoxelSize column; using the MRC headers' %.4g Å", source, voxel_size)
+    vols = []
     for i, path in enumerate(df[T.IMAGE]):
-        data, vs = read_mrc(path)  # raises InputFileError naming the file for NaN/inf or a bad file
-        if data.ndim != 3 or len(set(data.shape)) != 1:
+        data, _ = read_mrc(path)  # raises InputFileError naming the file for NaN/inf or a bad file
+        if len(set(data.shape)) != 1:
             raise InputFileError(f"{path} (row {i + 1}): subtomograms must be cubic volumes, got shape {data.shape}.")
-        if box is None:
-            box, vs_header = data.shape[0], vs
-        elif data.shape[0] != box:
-            raise InputFileError(f"{path} (row {i + 1}): box {data.shape[0]}^3 differs from the first particle's "
-                                 f"{box}^3; re-extract all particles with one box size.")
         std = float(data.std())
         if not std > 0:
             raise InputFileError(f"{path} (row {i + 1}): the volume is constant (no signal); remove it from the set.")
         vols.append((data - data.mean()) / std)
-    if T.VOXEL_SIZE in df.columns:
-        sizes = df[T.VOXEL_SIZE].to_numpy(float)
-        if np.ptp(sizes) > 1e-3 * sizes.max():
-            bad = int(np.argmax(np.abs(sizes - sizes[0]) > 1e-3 * sizes.max()))
-            raise TableError(f"{source}: row {bad + 1} has voxel size {sizes[bad]:g} Å but row 1 has {sizes[0]:g} Å; "
-                             "align particles of one voxel size (rescale them first).")
-        voxel_size = float(sizes[0])
-    else:
-        voxel_size = float(vs_header)
-        df[T.VOXEL_SIZE] = voxel_size
-        log.info("%s: no cmVoxelSize column; using the MRC header's %.4g Å", source, voxel_size)
     dev = torch.device(device) if device is not None else torch.device("cpu")
     volumes = torch.as_tensor(np.stack(vols), dtype=torch.float32, device=dev)
     log.info("read %d particles of %d^3 voxels at %.4g Å from %s", len(df), box, voxel_size, source)
