@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
                         format="%(asctime)s cryomine %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
+        from cryomine_core.io.outputs import check_output_path
+
+        out = getattr(args, "out", None)
+        if out:  # the output location is checked before any work (commands writing one file say so)
+            check_output_path(out, getattr(args, "out_kind", "folder"))
         result = args.func(args)
     except CryomineError as exc:
         print(f"cryomine: error: {exc}", file=sys.stderr)

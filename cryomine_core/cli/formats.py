@@ -32,7 +32,7 @@ def register(sub) -> None:
                    help="tomogram name (rlnTomoName) for IMOD input, or for every row of a Dynamo table")
     c.add_argument("--dynamo-index-base", type=int, choices=(0, 1), default=1,
                    help="Dynamo positions count voxels from 1 (Dynamo, default) or 0 (scipion-em-dynamo)")
-    c.set_defaults(func=run_convert)
+    c.set_defaults(func=run_convert, out_kind="file")
 
 
 def _read(args):

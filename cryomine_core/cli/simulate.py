@@ -100,7 +100,7 @@ def register(sub) -> None:
     g.add_argument("--voxel-size", type=float, default=9.2, help="Å per voxel (default: 9.2)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_device_argument(g)
-    g.set_defaults(func=run_gallery)
+    g.set_defaults(func=run_gallery, out_kind="file")
 
 
 def _specs(args) -> list[str]:

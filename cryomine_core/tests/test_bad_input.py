@@ -156,3 +156,37 @@ def test_table_check_refuses_a_set_without_voxel_size(tmp_path, capsys):
     assert main(["table", "check", str(tmp_path / "t.star")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no voxel size" in err and "s0.mrc" in err
+
+
+@pytest.mark.parametrize("command", [["align", "refine", "--in", "{tmp}/t.star"],
+                                     ["classify", "predict", "--in", "{tmp}/t.star", "--model", "{tmp}/m.pt"],
+                                     ["subdivide", "--in", "{tmp}/t.star", "--features", "rif"],
+                                     ["extract", "--coords", "{tmp}/c.star", "--box", "16"]])
+@pytest.mark.parametrize("where", ["a file", "below a file"])
+def test_an_output_folder_that_cannot_be_made_is_refused_first(command, where, tmp_path, capsys):
+    (tmp_path / "taken").write_text("not a folder")
+    out = tmp_path / "taken" if where == "a file" else tmp_path / "taken" / "sub"
+    rc = main([a.replace("{tmp}", str(tmp_path)) for a in command] + ["--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "--out" in err and "Traceback" not in err
+    assert (tmp_path / "taken").read_text() == "not a folder"
+
+
+def test_output_file_location_is_checked_too(tmp_path, capsys):
+    (tmp_path / "dir.star").mkdir()
+    rc = main(["formats", "convert", str(tmp_path / "in.star"), "--from", "relion", "--to", "dynamo", "--out",
+               str(tmp_path / "dir.star")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "is a folder" in err
+
+
+def test_a_full_disk_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    import collections
+
+    import cryomine_core.io.outputs as outputs
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(outputs.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 2**20, 2**20))
+    rc = main(["subdivide", "--in", str(tmp_path / "t.star"), "--features", "rif", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "only 1 MB free" in err and not (tmp_path / "o").exists()
