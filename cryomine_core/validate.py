@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 
 from cryomine_core.errors import InputFileError
-from cryomine_core.io.mrc import read_mrc_header
+from cryomine_core.io.mrc import read_mrc, read_mrc_header
 from cryomine_core.io.table import IMAGE, VOXEL_SIZE
 
 
@@ -60,3 +62,20 @@ def check_subtomograms(df: pd.DataFrame, *, expect_box: tuple[int, int, int] | N
                                  f"{', the model' if expect_voxel_size else ', the most common one'}. Rescale the "
                                  "subtomograms to one voxel size.")
     return {"n": int(len(df)), "box": [int(b) for b in box], "voxel_size": float(voxel)}
+
+
+def check_volume_values(paths: Iterable) -> None:
+    """Read every volume once (memory-mapped) and refuse NaN/infinite values and constant volumes
+    (an all-zero box from a failed extraction carries no signal and would be classified, clustered
+    or averaged like a particle), naming the file."""
+    for path in paths:
+        data, _ = read_mrc(path, mmap=True, check_finite=False)
+        finite = np.isfinite(data)
+        if not finite.all():
+            bad = int(np.size(data) - np.count_nonzero(finite))
+            raise InputFileError(f"{path}: {bad} voxel(s) are NaN or infinite. Fix the file (e.g. re-extract the "
+                                 "subtomogram) or remove the item from the set.")
+        if float(np.ptp(data)) == 0.0:
+            raise InputFileError(f"{path}: the volume is constant ({float(data.flat[0]):g} everywhere), no signal; "
+                                 "re-extract it (was its box outside the tomogram?) or remove the item from the set.")
+        del data, finite

@@ -33,10 +33,9 @@ from cryomine_core.classify.labels import (
 )
 from cryomine_core.classify.model_file import save_classifier
 from cryomine_core.device import seed_everything, select_device
-from cryomine_core.errors import CryomineError, InputFileError
+from cryomine_core.errors import CryomineError
 from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_write_text
-from cryomine_core.io.mrc import read_mrc
 from cryomine_core.models import DEFAULT_MODEL, build_model, canonical_name, count_parameters
 from cryomine_core.train import TrainConfig, VolumeDataset, confusion_summary, fit, fit_temperature, nll, predict_logits
 from cryomine_core.train.augment import AugmentConfig
@@ -44,20 +43,9 @@ from cryomine_core.train.calibration import expected_calibration_error
 from cryomine_core.train.data import NORMALISATIONS
 from cryomine_core.train.plots import plot_confusion, plot_training_curves
 from cryomine_core.train.recipes import DEFAULT_RECIPE, recipe_config, recipe_normalisation
-from cryomine_core.validate import check_subtomograms
+from cryomine_core.validate import check_subtomograms, check_volume_values
 
 log = logging.getLogger("cryomine")
-
-
-def check_finite_volumes(paths) -> None:
-    """Read every volume once (memory-mapped) and refuse NaN/infinite values, naming the file."""
-    for p in paths:
-        data, _ = read_mrc(p, mmap=True, check_finite=False)
-        if not np.isfinite(data).all():
-            bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
-            raise InputFileError(f"{p}: {bad} voxel(s) are NaN or infinite. Fix the file (e.g. re-extract the "
-                                 "subtomogram) or remove the item from the set.")
-        del data
 
 
 def _evaluate(model, ds, labels_names, device, cfg, tta_range, temperature=1.0
@@ -156,7 +144,7 @@ def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, mo
     box, voxel = info["box"], info["voxel_size"]
     if check_finite:
         t0 = time.perf_counter()
-        check_finite_volumes(df[T.IMAGE])
+        check_volume_values(df[T.IMAGE])
         log.info("checked %d volumes for NaN/inf in %.1f s", len(df), time.perf_counter() - t0)
     split = given_split(df, labels, source=src)
     if split is None:

@@ -12,7 +12,10 @@ def register(sub) -> None:
     p = sub.add_parser("table", help="inspect and validate particle tables", description=__doc__)
     tsub = p.add_subparsers(dest="table_command", metavar="ACTION")
     tsub.required = True
-    c = tsub.add_parser("check", help="check a particle table and every subtomogram it lists")
+    c = tsub.add_parser("check", help="check a particle table and every subtomogram it lists",
+                        description="Checks the table's columns, every subtomogram's header (one box, one voxel "
+                                    "size agreeing with cmVoxelSize), every voxel (no NaN/inf, no constant "
+                                    "volume) and the tilt ranges when present. Prints a JSON summary.")
     c.add_argument("table", help="particle table (STAR)")
     c.add_argument("--require", nargs="*", default=[], metavar="COLUMN",
                    help="columns that must be present besides rlnImageName (e.g. rlnClassNumber cmTiltMin)")
@@ -21,10 +24,15 @@ def register(sub) -> None:
 
 def run_check(args) -> int:
     from cryomine_core.io import table
-    from cryomine_core.validate import check_subtomograms
+    from cryomine_core.validate import check_subtomograms, check_volume_values
 
     df = table.read_table(args.table, require=(table.IMAGE, *args.require))
     summary = check_subtomograms(df)
+    check_volume_values(df[table.IMAGE])
+    if table.TILT_MIN in df.columns or table.TILT_MAX in df.columns:
+        table.tilt_ranges(df, source=args.table)  # refuses missing, swapped or out-of-range tilt ranges
+        summary["tilt_ranges"] = sorted({(float(a), float(b)) for a, b in df[[table.TILT_MIN, table.TILT_MAX]]
+                                         .to_numpy(float)})
     log.info("%s: %d particles, box %s, voxel size %.3f Å", args.table, len(df), summary["box"], summary["voxel_size"])
     print(json.dumps(summary))
     return 0

@@ -47,7 +47,7 @@ from cryomine_core.subdivide.refine import (
     merge_similar,
     split_poorly_aligned,
 )
-from cryomine_core.validate import check_subtomograms
+from cryomine_core.validate import check_subtomograms, check_volume_values
 
 log = logging.getLogger("cryomine")
 
@@ -147,6 +147,7 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
                             f"(2 per cluster) are needed. Ask for at most {max(1, n // 2)} clusters or give more "
                             "subtomograms.")
     info = check_subtomograms(df)
+    check_volume_values(df[T.IMAGE])
     box = tuple(info["box"])
     voxel_size = float(info["voxel_size"])
 

@@ -190,3 +190,29 @@ def test_a_full_disk_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
     rc = main(["subdivide", "--in", str(tmp_path / "t.star"), "--features", "rif", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "only 1 MB free" in err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("defect,expected", [("nan", "NaN or infinite"), ("constant", "the volume is constant"),
+                                             ("swapped tilt", "has tilt range (60.0, -60.0)")])
+def test_table_check_reads_every_voxel_and_the_tilt_ranges(defect, expected, tmp_path, capsys):
+    import numpy as np
+
+    from cryomine_core.io import table as T
+    from cryomine_core.io.mrc import write_mrc
+
+    df = _subtomograms(tmp_path, [14.0, 14.0, 14.0]).assign(**{T.TILT_MIN: -60.0, T.TILT_MAX: 60.0})
+    T.write_table(tmp_path / "ok.star", df)
+    assert main(["table", "check", str(tmp_path / "ok.star")]) == 0
+    capsys.readouterr()
+    if defect == "swapped tilt":
+        df.loc[1, [T.TILT_MIN, T.TILT_MAX]] = [60.0, -60.0]
+    else:
+        vol = np.zeros((8, 8, 8), np.float32)
+        if defect == "nan":
+            vol = np.random.default_rng(5).normal(size=(8, 8, 8)).astype(np.float32)
+            vol[2, 3, 4] = np.nan
+        write_mrc(tmp_path / "s1.mrc", vol, 14.0)
+    T.write_table(tmp_path / "bad.star", df)
+    assert main(["table", "check", str(tmp_path / "bad.star")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err and ("s1.mrc" in err or "row 2" in err)
