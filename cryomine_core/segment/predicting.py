@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from cryomine_core.device import select_device
-from cryomine_core.errors import CryomineError
+from cryomine_core.errors import CryomineError, InputFileError
 from cryomine_core.io.atomic import atomic_write_text
-from cryomine_core.io.mrc import write_mrc
+from cryomine_core.io.mrc import read_mrc_header, write_mrc
 from cryomine_core.segment.data import read_volume
 from cryomine_core.segment.model_file import load_segmenter
 from cryomine_core.segment.tiling import predict_probabilities
@@ -75,6 +75,11 @@ def predict_tomograms(model_path: str | os.PathLike, tomograms: Sequence[str | o
     dev = select_device(device)
     model, meta = load_segmenter(model_path, dev)
     values = np.asarray(meta["class_values"], dtype=np.int16)
+    for path in tomograms:  # every header is read (exists, not truncated, 3-D) before any result is written
+        shape = read_mrc_header(path).shape
+        if len(shape) != 3:
+            raise InputFileError(f"{path}: expected one 3-D tomogram (z, y, x), found data of shape {shape}. Give a "
+                                 "single volume per file.")
     out = Path(out_dir)
     per_tomo = []
     for path, stem in zip(tomograms, stems):

@@ -280,6 +280,11 @@ def test_cli_round_trip(sim, tmp_path, capsys):
     np.testing.assert_allclose(prob.sum(0), 1.0, atol=2e-3)
     info = json.loads((tmp_path / "p/segmenter.json").read_text())
     assert info["class_names"] == ["background", "phantom0"]
+    truncated = tmp_path / "truncated.mrc"  # a bad second tomogram is found before the first one's maps are written
+    truncated.write_bytes((sim / "tomograms/tomo000.mrc").read_bytes()[:5000])
+    rc = main(["segment", "predict", "--model", str(tmp_path / "m/model.pt"), "--tomograms", tomo, str(truncated),
+               "--out", str(tmp_path / "p2"), "--tile", "64", "--device", "cpu"])
+    assert rc == 2 and "truncated.mrc" in capsys.readouterr().err and not (tmp_path / "p2" / "labels").exists()
     rc = main(["segment", "objects", "--probabilities", str(tmp_path / "p/probabilities/tomo000.mrc"), "--classes",
                str(tmp_path / "p/segmenter.json"), "--tomograms", tomo, "--out", str(tmp_path / "o"),
                "--truth-table", str(sim / "particles.star"), "--truth-instances", str(sim / "instances/tomo000.mrc"),
