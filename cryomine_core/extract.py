@@ -10,7 +10,7 @@ caller can record it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,6 +27,8 @@ class Extracted:
         kept: ``(m,)`` indices into the input coordinates of the extracted particles.
         skipped: ``(k,)`` indices of particles skipped because their box crossed the edge.
         padded: ``(p,)`` indices of particles whose box crossed the edge and were padded.
+        outside: ``(q,)`` indices of particles whose centre lies outside the tomogram (never
+            extracted, whatever ``edge``: usually coordinates of another binning or unit).
         residual: ``(m, 3)`` xyz rounding residual in output voxels (true centre minus box centre).
     """
 
@@ -35,6 +37,7 @@ class Extracted:
     skipped: np.ndarray
     padded: np.ndarray
     residual: np.ndarray
+    outside: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def extract_subtomograms(
@@ -68,18 +71,18 @@ def extract_subtomograms(
     region = max(1, int(round(box * scale)))
     half = region // 2
     dims_xyz = np.array(tomogram.shape[::-1])
-    vols, kept, skipped, padded, residual = [], [], [], [], []
+    vols, kept, skipped, padded, residual, outside = [], [], [], [], [], []
     for i, c in enumerate(centers):
         ic = np.rint(c).astype(int)
+        if np.any(ic < 0) or np.any(ic >= dims_xyz):
+            outside.append(i)
+            continue
         lo, hi = ic - half, ic - half + region
         inside = bool(np.all(lo >= 0) and np.all(hi <= dims_xyz))
         if not inside and edge == "skip":
             skipped.append(i)
             continue
         clo, chi = np.maximum(lo, 0), np.minimum(hi, dims_xyz)
-        if np.any(chi <= clo):
-            skipped.append(i)  # entirely outside the tomogram
-            continue
         crop = np.asarray(tomogram[clo[2]:chi[2], clo[1]:chi[1], clo[0]:chi[0]], dtype=np.float32)
         if not inside:
             sub = np.full((region,) * 3, float(crop.mean()), dtype=np.float32)
@@ -105,7 +108,7 @@ def extract_subtomograms(
         out = np.zeros((0, box, box, box), dtype=np.float32)
     as_idx = lambda xs: np.asarray(xs, dtype=np.int64)  # noqa: E731
     return Extracted(out, as_idx(kept), as_idx(skipped), as_idx(padded),
-                     np.asarray(residual, dtype=np.float64).reshape(-1, 3))
+                     np.asarray(residual, dtype=np.float64).reshape(-1, 3), as_idx(outside))
 
 
 def region_size(box: int, scale: float) -> int:
@@ -150,7 +153,7 @@ def extract_table(coords_table: str, out_dir: str, box: int, *, voxel_size: floa
     base = Path(coords_table).resolve().parent
     out = Path(out_dir)
     (out / "subtomograms").mkdir(parents=True, exist_ok=True)
-    rows, counts = [], {"n_input": int(len(df)), "n_extracted": 0, "n_skipped": 0, "n_padded": 0}
+    rows, counts = [], {"n_input": int(len(df)), "n_extracted": 0, "n_skipped": 0, "n_padded": 0, "n_outside": 0}
     groups = list(df.groupby(T.TOMO_FILE, sort=False))
     paths = [Path(str(t)) if Path(str(t)).is_absolute() else base / str(t) for t, _ in groups]
     for path in paths:  # every tomogram is checked before anything is written
@@ -179,9 +182,18 @@ def extract_table(coords_table: str, out_dir: str, box: int, *, voxel_size: floa
         counts["n_extracted"] += int(res.kept.size)
         counts["n_skipped"] += int(res.skipped.size)
         counts["n_padded"] += int(res.padded.size)
+        counts["n_outside"] += int(res.outside.size)
+        if res.outside.size:
+            log.warning("%s: %d of %d coordinates lie outside the tomogram (%s voxels, xyz) and were not extracted; "
+                        "check that the coordinates are in voxels of this tomogram (same binning)", path.name,
+                        res.outside.size, len(group), "x".join(str(d) for d in tomo.shape[::-1]))
         log.info("%s: %d extracted, %d skipped at the edge, %d padded (box %d, %.3f Å/voxel)", path.name,
                  res.kept.size, res.skipped.size, res.padded.size, box, out_vs)
     if not rows:
+        if counts["n_outside"]:
+            raise CryomineError(f"{coords_table}: no particle could be extracted: {counts['n_outside']} of {len(df)} "
+                                "coordinates lie outside their tomogram and the rest cross its edge. Check that the "
+                                "coordinates are voxels of these tomograms (binning, Å vs voxels).")
         raise CryomineError(f"{coords_table}: no particle could be extracted (all {len(df)} boxes cross the "
                             "tomogram edge). Use --edge pad or a smaller box.")
     import pandas as pd

@@ -58,7 +58,7 @@ def test_cli_extract_writes_table_and_files(tmp_path, capsys):
     assert main(["extract", "--coords", str(tmp_path / "coords.star"), "--out", str(tmp_path / "out"),
                  "--box", "8", "--voxel-size", "20"]) == 0
     counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert counts == {"n_input": 3, "n_extracted": 2, "n_skipped": 1, "n_padded": 0}
+    assert counts == {"n_input": 3, "n_extracted": 2, "n_skipped": 1, "n_padded": 0, "n_outside": 0}
     out = T.read_table(tmp_path / "out" / "particles.star")
     assert out[T.ITEM_ID].tolist() == [11, 12]
     np.testing.assert_allclose(T.tilt_ranges(out), [[-50, 60]] * 2)
@@ -73,3 +73,21 @@ def test_cli_extract_nothing_extractable_is_a_clear_error(tmp_path, capsys):
                                                      T.COORDS[2]: [4.0]}), require=(T.TOMO_FILE,))
     assert main(["extract", "--coords", str(tmp_path / "c.star"), "--out", str(tmp_path / "o"), "--box", "16"]) == 2
     assert "no particle could be extracted" in capsys.readouterr().err
+
+
+def test_coordinates_outside_the_tomogram_are_told_apart_from_edge_skips(tmp_path, capsys):
+    """A centre outside the volume (other binning, Å for voxels) is never padded into a box of background."""
+    from cryomine_core.extract import extract_subtomograms
+
+    tomo = np.random.default_rng(0).normal(size=(20, 40, 40)).astype(np.float32)
+    res = extract_subtomograms(tomo, np.array([[20.0, 20.0, 10.0], [80.0, 20.0, 10.0], [1.0, 1.0, 1.0]]), 8,
+                               edge="pad")
+    assert res.kept.tolist() == [0, 2] and res.outside.tolist() == [1] and res.padded.tolist() == [2]
+    write_mrc(tmp_path / "t.mrc", tomo, 10.0)
+    coords = pd.DataFrame({T.TOMO_FILE: "t.mrc", T.COORDS[0]: [400.0, 390.0], T.COORDS[1]: [20.0, 20.0],
+                           T.COORDS[2]: [10.0, 10.0]})
+    T.write_table(tmp_path / "c.star", coords, require=(T.TOMO_FILE, *T.COORDS))
+    rc = main(["extract", "--coords", str(tmp_path / "c.star"), "--out", str(tmp_path / "o"), "--box", "8",
+               "--edge", "pad"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "lie outside their tomogram" in err and "--edge pad" not in err

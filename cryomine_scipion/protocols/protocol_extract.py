@@ -146,6 +146,9 @@ class ProtCryomineExtract(ProtCryomineBase):
             summary.append(f"{out.getSize()} subtomograms of {self.boxSize.get()} voxels at "
                            f"{out.getSamplingRate():.3f} Å/voxel extracted from {m.get('n_input', '?')} coordinates.")
             summary.append(f"At the tomogram edge: {m.get('n_skipped', 0)} skipped, {m.get('n_padded', 0)} padded.")
+            if m.get("n_outside"):
+                summary.append(f"{m['n_outside']} coordinates lie outside their tomogram and were not extracted: check "
+                               "that the coordinates belong to these tomograms (same binning).")
         return summary
 
     def _methods(self):
