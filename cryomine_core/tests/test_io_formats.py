@@ -179,3 +179,18 @@ def test_cli_convert_imod_to_cryomine(tmp_path):
                   "--tomo-name", "t", "--out", str(tmp_path / "c.star")])
     df = T.read_table(tmp_path / "c.star", require=())
     assert np.allclose(df[list(T.COORDS)].to_numpy(), [[3, 4, 5]]) and df[T.TOMO].iloc[0] == "t"
+
+
+def test_convert_applies_voxel_size_and_tomo_name_to_cryomine_input_and_refuses_positionless_dynamo(tmp_path):
+    from cryomine_core.errors import TableError
+    from cryomine_core.io.convert import convert_particles, read_particles
+
+    df = pd.DataFrame({T.IMAGE: ["a.mrc", "b.mrc"], T.VOXEL_SIZE: 10.0, **{c: [1.0, 2.0] for c in T.COORDS}})
+    T.write_table(tmp_path / "t.star", df)
+    got = read_particles(tmp_path / "t.star", "cryomine", voxel_size=12.0, tomo_name="TS_01")
+    assert (got[T.VOXEL_SIZE] == 12.0).all() and (got[T.TOMO] == "TS_01").all()
+    T.write_table(tmp_path / "nopos.star", df.drop(columns=list(T.COORDS)))
+    with pytest.raises(TableError, match="no positions"):
+        convert_particles(tmp_path / "nopos.star", "cryomine", tmp_path / "o.tbl", "dynamo")
+    assert not (tmp_path / "o.tbl").exists()
+    assert convert_particles(tmp_path / "t.star", "cryomine", tmp_path / "o.tbl", "dynamo", tomo_name="TS_01") == 2
