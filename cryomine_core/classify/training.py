@@ -36,6 +36,7 @@ from cryomine_core.device import seed_everything, select_device
 from cryomine_core.errors import CryomineError
 from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_write_text
+from cryomine_core.io.outputs import remove_results
 from cryomine_core.models import DEFAULT_MODEL, build_model, canonical_name, count_parameters
 from cryomine_core.train import TrainConfig, VolumeDataset, confusion_summary, fit, fit_temperature, nll, predict_logits
 from cryomine_core.train.augment import AugmentConfig
@@ -80,6 +81,10 @@ def _tilt_range(df, given: tuple[float, float] | None, source: str) -> tuple[flo
     log.warning("%s: no tilt range in the table (cmTiltMin/cmTiltMax); augmentation and test-time augmentation "
                 "assume -60..60. Give --tilt-range MIN MAX if the data were acquired otherwise.", source)
     return -60.0, 60.0
+
+
+#: files of a finished ``classify train`` run (removed when a new run starts in the same folder)
+RESULT_FILES = ("model.pt", "metrics.json", "split.star", "training_curves.png", "confusion.png", "confusion_test.png")
 
 
 def chance_warning(arch: str, val_accuracy: float | None, val_labels: np.ndarray) -> str | None:
@@ -152,6 +157,8 @@ def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, mo
     else:
         log.info("%s: using the table's own %s column", src, SPLIT)
     out.mkdir(parents=True, exist_ok=True)
+    if not resume:  # a new run: an earlier run's model must not outlive it half-way (kill -9)
+        remove_results(out, RESULT_FILES)
     split_df = df.copy()
     split_df[SPLIT] = split
     split_df["cmLabel"] = labels

@@ -12,7 +12,7 @@ from cryomine_core.errors import CryomineError
 
 log = logging.getLogger("cryomine")
 
-__all__ = ["remove_stale", "check_output_path", "MIN_FREE_BYTES"]
+__all__ = ["remove_stale", "remove_results", "check_output_path", "MIN_FREE_BYTES"]
 
 #: free space below which an output location is refused before any work (bytes)
 MIN_FREE_BYTES = 64 * 1024**2
@@ -58,4 +58,14 @@ def remove_stale(folder: str | os.PathLike, pattern: str, keep: Iterable[str]) -
             removed.append(path.name)
     if removed:
         log.info("removed %d file(s) of an earlier run not produced by this one: %s", len(removed), ", ".join(removed))
+    return removed
+
+
+def remove_results(folder: str | os.PathLike, patterns: Iterable[str]) -> list[str]:
+    """Delete an earlier run's results (files matching any of ``patterns``) from ``folder`` when a new
+    run starts there, once its input has been checked: if the new run is then killed, no earlier
+    result is left beside its partial outputs looking like one of them. Returns the names deleted."""
+    removed = []
+    for pattern in patterns:
+        removed += remove_stale(folder, pattern, ())
     return removed

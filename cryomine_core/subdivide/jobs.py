@@ -34,7 +34,7 @@ from cryomine_core.errors import CryomineError
 from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_write_text
 from cryomine_core.io.mrc import write_mrc
-from cryomine_core.io.outputs import remove_stale
+from cryomine_core.io.outputs import remove_results, remove_stale
 from cryomine_core.subdivide import report
 from cryomine_core.subdivide.cluster import METHODS, cluster_features
 from cryomine_core.subdivide.evaluate import clustering_scores
@@ -155,6 +155,7 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
     history = None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_results(out, ("particles.star", "metrics.json", "class_*.mrc"))  # an earlier run's results go first
     big = (n > MINIBATCH_THRESHOLD) if minibatch == "auto" else bool(minibatch)
     feat_file = out / "features.npy" if big else None  # bounded memory: features stream to a memory map
     if source == "model":

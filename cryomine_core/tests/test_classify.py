@@ -223,3 +223,27 @@ def test_chance_level_training_is_flagged():
     assert "did not learn" in chance_warning("dsrf3d-v2", 0.52, labels)
     assert chance_warning("compact3d", 0.80, labels) is None
     assert chance_warning("compact3d", None, labels) is None
+
+
+def test_a_new_run_killed_half_way_leaves_no_earlier_model_beside_its_checkpoint(trained, dataset, tmp_path,
+                                                                                 monkeypatch, capsys):
+    import shutil
+
+    import cryomine_core.classify.training as training
+
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "fit", killed)
+    rc = main(["classify", "train", "--in", str(dataset / "data" / "particles.star"), "--out", str(out),
+               "--epochs", "2", *TRAIN_ARGS])
+    assert rc == 130 and "interrupted" in capsys.readouterr().err
+    assert not (out / "model.pt").exists() and not (out / "metrics.json").exists()
+    assert (out / "split.star").exists()  # written by the new run before training
+    # bad input is refused before anything is removed
+    shutil.copytree(trained, tmp_path / "kept")
+    rc = main(["classify", "train", "--in", str(tmp_path / "missing.star"), "--out", str(tmp_path / "kept")])
+    assert rc == 2 and (tmp_path / "kept" / "model.pt").exists()
