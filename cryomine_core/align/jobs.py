@@ -261,6 +261,11 @@ def run_refine(table: str | Path, out_dir: str | Path, *, reference: str | Path 
         "command": "align refine", "n_particles": len(ps.table), "n_failed": int(res.failed.sum()),
         "failed_rows": (res.failed.nonzero().flatten() + 1).tolist(),
         "resolution_0143_A": res.resolution_0143, "resolution_05_A": res.resolution_05,
+        "resolution_meaningful": res.resolution_meaningful, "shared_resolution_A": res.shared_resolution,
+        "warning": None if res.resolution_meaningful else (
+            f"no meaningful resolution: the half maps agree only up to {res.resolution_0143:.1f} Å, no finer than "
+            f"the {res.shared_resolution:.1f} Å they share by construction (common start). The average may be "
+            "noise or the reference's image; check the particles (contrast, picking) before using it."),
         **_fsc_lists(res.fsc, res.frequencies),
         "history": res.history, "mean_score": float(res.scores[~res.failed].mean()) if (~res.failed).any() else None,
         "box": ps.box, "voxel_size_A": ps.voxel_size, "symmetry": symmetry, "iterations": int(iterations),

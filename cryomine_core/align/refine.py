@@ -11,7 +11,13 @@
 3. **Iterations**: align each half to its reference (global search, local refinement to
    sub-degree), average each half, compute the FSC between the half maps (inside a soft mask),
    and low-pass each half map at its FSC-0.143 resolution to make the next references. The
-   band used for alignment follows the resolution.
+   band used for alignment follows the resolution. Half set 2 is registered onto half set 1
+   once, in the first iteration (halves of a reference-free start can settle in different
+   frames); afterwards the halves never see each other.
+4. **Honest resolution**: the halves share information by construction up to the band of the
+   common start and of that one registration; an FSC 0.143 no finer than that resolution is
+   flagged as not meaningful (``resolution_meaningful``): pure noise gets an "average" whose
+   halves agree exactly there.
 """
 
 from __future__ import annotations
@@ -92,6 +98,12 @@ class RefineResult:
         resolution_0143, resolution_05: resolutions in Å.
         history: one dict per iteration (resolution, band, mean score, failures, seconds).
         mask: the mask used for the FSC.
+        shared_resolution: resolution (Å) up to which the two halves share information by
+            construction: the common start (reference or reference-free start) and the one
+            registration of half 2 onto half 1 in the first iteration. Agreement there proves nothing.
+        resolution_meaningful: False when the FSC 0.143 resolution is not finer than
+            ``shared_resolution``: the half maps agree only where they were made to agree, so the
+            average may be noise (or the reference's image); the resolution then says nothing.
     """
 
     rotations: torch.Tensor
@@ -107,6 +119,8 @@ class RefineResult:
     resolution_05: float
     history: list = field(default_factory=list)
     mask: torch.Tensor | None = None
+    shared_resolution: float = float("inf")
+    resolution_meaningful: bool = True
 
 
 def half_map_fsc(half_maps: torch.Tensor, voxel_size: float, mask: torch.Tensor | None = None
@@ -331,10 +345,12 @@ def refine(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float
         if int((~failed).sum()) == 0:
             raise CryomineError("every particle failed to align; check the particles, the reference and the mask.")
         half_maps = averager.volumes(settings.guard_fraction)  # symmetrised while accumulating
-        moved = _register_halves(particles, tilt, halves, rot, shifts, failed, half_maps, averager, search, settings,
-                                 mask)
-        if moved is not None:
-            half_maps = averager.volumes(settings.guard_fraction)
+        if it == 1:  # after the common start only: later the halves stay independent (gold standard)
+            f_shared = max(f0, f_align)
+            moved = _register_halves(particles, tilt, halves, rot, shifts, failed, half_maps, averager, search,
+                                     settings, mask)
+            if moved is not None:
+                half_maps = averager.volumes(settings.guard_fraction)
         curve, freqs, r143, r05 = half_map_fsc(half_maps, voxel_size, mask)
         last = fsc_band(curve)
         f_res = last / n_box  # band supported by the FSC (beyond one-shell dips at CTF zeros)
@@ -360,5 +376,11 @@ def refine(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float
                     int(failed.sum()), b, (failed.nonzero().flatten()[:10] + 1).tolist())
     log.info("refinement done in %.1f s", time.perf_counter() - t0)
     curve, freqs, r143, r05 = result_fsc
+    shared = voxel_size / f_shared
+    meaningful = bool(r143 < 0.95 * shared)
+    if not meaningful:
+        log.warning("the half maps agree only up to %.1f Å (FSC 0.143), no finer than the %.1f Å they share by "
+                    "construction (common start and first-iteration registration): no meaningful resolution; the "
+                    "average may be noise or the reference's image", r143, shared)
     return RefineResult(rot, shifts, scores, failed, halves, merged, half_maps,
-                        curve, freqs, r143, r05, history, mask)
+                        curve, freqs, r143, r05, history, mask, shared, meaningful)

@@ -43,6 +43,8 @@ def test_refine_writes_every_output(refined):
                  "orientations.png"):
         assert (refined / name).stat().st_size > 0, name
     m = json.loads((refined / "metrics.json").read_text())
+    assert m["resolution_meaningful"] is True and m["warning"] is None
+    assert m["resolution_0143_A"] < 0.95 * m["shared_resolution_A"]
     for key in ("resolution_0143_A", "resolution_05_A", "frequency_per_angstrom", "fsc", "history", "n_particles",
                 "n_failed"):
         assert key in m, key
@@ -178,3 +180,24 @@ def test_empty_set_and_bad_settings(dataset, tmp_path):
         run_refine(dataset / "particles.star", tmp_path / "o", symmetry="X7", device="cpu")
     with pytest.raises(CryomineError, match="max-shift"):
         run_refine(dataset / "particles.star", tmp_path / "o", max_shift=50, device="cpu")
+
+
+def test_noise_gets_no_meaningful_resolution(tmp_path):
+    """Pure noise with a missing wedge: the half maps agree only where they share their start (issue 18)."""
+    from cryomine_core.fourier.wedge import missing_wedge_mask
+    from cryomine_core.io.mrc import write_mrc
+
+    g = torch.Generator().manual_seed(0)
+    wedge = missing_wedge_mask((BOX,) * 3, -60.0, 60.0)
+    noise = torch.fft.irfftn(torch.fft.rfftn(torch.randn(40, BOX, BOX, BOX, generator=g), dim=(-3, -2, -1)) * wedge,
+                             s=(BOX,) * 3, dim=(-3, -2, -1))
+    names = []
+    for i, vol in enumerate(noise):
+        write_mrc(tmp_path / "sub" / f"n{i:03d}.mrc", vol.numpy(), VOXEL)
+        names.append(f"sub/n{i:03d}.mrc")
+    T.write_table(tmp_path / "noise.star", pd.DataFrame({T.IMAGE: names, T.VOXEL_SIZE: VOXEL, T.TILT_MIN: -60.0,
+                                                        T.TILT_MAX: 60.0}))
+    assert main(["align", "refine", "--in", str(tmp_path / "noise.star"), "--out", str(tmp_path / "o"),
+                 "--iterations", "2", "--angular-step", "25", "--device", "cpu"]) == 0
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert m["resolution_meaningful"] is False and "no meaningful resolution" in m["warning"]

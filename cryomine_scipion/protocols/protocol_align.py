@@ -242,6 +242,8 @@ class ProtCryomineAlign(ProtCryomineAlignBase):
         if m.get("n_failed"):
             lines.append(f"WARNING: {m['n_failed']} subtomograms could not be aligned (see the log); they are left "
                          "out of the output.")
+        if m.get("warning"):
+            lines.append(f"WARNING: {m['warning']}")
         return lines
 
     def _methods(self):
