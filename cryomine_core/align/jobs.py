@@ -36,7 +36,7 @@ from cryomine_core.poses import table_poses, with_poses
 from cryomine_core.validate import check_subtomograms
 
 __all__ = ["ParticleSet", "load_particles", "load_volume", "prepare_reference", "run_refine", "run_average",
-           "run_mra", "FAILED", "RANDOM_SUBSET", "CONTRAST_MODES"]
+           "check_mask", "search_settings", "write_aligned_table", "FAILED", "RANDOM_SUBSET", "CONTRAST_MODES"]
 
 log = logging.getLogger("cryomine")
 
@@ -120,7 +120,8 @@ def load_volume(path: str | Path, box: int, voxel_size: float, what: str, device
     return torch.as_tensor(data, dtype=torch.float32, device=device)
 
 
-def _check_mask(mask: torch.Tensor, path) -> torch.Tensor:
+def check_mask(mask: torch.Tensor, path) -> torch.Tensor:
+    """Refuse a mask ``(N, N, N)`` read from ``path`` unless its values lie in [0, 1] with some above 0."""
     if float(mask.min()) < -1e-6 or float(mask.max()) > 1 + 1e-6 or float(mask.max()) <= 0:
         raise InputFileError(f"{path}: a mask must hold values in [0, 1] with some voxels > 0 (got range "
                              f"{float(mask.min()):g}..{float(mask.max()):g}).")
@@ -184,7 +185,8 @@ def prepare_reference(ref: torch.Tensor, path, ps: ParticleSet, search: SearchSe
     return ref, record
 
 
-def _search_settings(angular_step, max_shift, symmetry, box) -> SearchSettings:
+def search_settings(angular_step, max_shift, symmetry, box) -> SearchSettings:
+    """The search settings of the command-line options (step in degrees, shift in voxels), checked for ``box``."""
     s = SearchSettings(angular_step_deg=float(angular_step), max_shift_voxels=float(max_shift), symmetry=symmetry)
     try:
         s.validate(box)
@@ -193,7 +195,10 @@ def _search_settings(angular_step, max_shift, symmetry, box) -> SearchSettings:
     return s
 
 
-def _write_table(out: Path, df: pd.DataFrame, rot, shifts, voxel_size, scores, failed, halves=None, classes=None):
+def write_aligned_table(out: Path, df: pd.DataFrame, rot, shifts, voxel_size, scores, failed, halves=None,
+                        classes=None):
+    """Write ``out/particles.star``: ``df`` with the poses ``rot (B, 3, 3)`` / ``shifts (B, 3)`` voxels, the
+    scores, failure flags and, when given, half sets and (1-based) classes."""
     table = with_poses(df, rot.double().cpu(), shifts.double().cpu(), voxel_size)
     table[T.SCORE] = scores.cpu().numpy().astype(float)
     table[FAILED] = failed.cpu().numpy().astype(int)
@@ -234,9 +239,9 @@ def run_refine(table: str | Path, out_dir: str | Path, *, reference: str | Path 
     if len(ps.table) < 2:
         raise CryomineError(f"{ps.source}: refinement needs at least 2 particles (one per half set), got "
                             f"{len(ps.table)}.")
-    search = _search_settings(angular_step, max_shift, symmetry, ps.box)
+    search = search_settings(angular_step, max_shift, symmetry, ps.box)
     ref = load_volume(reference, ps.box, ps.voxel_size, "reference", dev) if reference else None
-    msk = _check_mask(load_volume(mask, ps.box, ps.voxel_size, "mask", dev), mask) if mask else None
+    msk = check_mask(load_volume(mask, ps.box, ps.voxel_size, "mask", dev), mask) if mask else None
     if lowpass_angstrom is not None and not lowpass_angstrom >= 2 * ps.voxel_size:
         raise CryomineError(f"--lowpass-angstrom {lowpass_angstrom} is finer than Nyquist ({2 * ps.voxel_size:g} Å); "
                             "give a larger value.")
@@ -253,7 +258,7 @@ def run_refine(table: str | Path, out_dir: str | Path, *, reference: str | Path 
     res: RefineResult = refine(ps.volumes, ps.tilt, ps.voxel_size, ref, settings, half_sets=halves)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_table(out, ps.table, res.rotations, res.shifts, ps.voxel_size, res.scores, res.failed, res.half_sets)
+    write_aligned_table(out, ps.table, res.rotations, res.shifts, ps.voxel_size, res.scores, res.failed, res.half_sets)
     write_mrc(out / "average.mrc", res.average.cpu().numpy(), ps.voxel_size)
     write_mrc(out / "half1.mrc", res.half_maps[0].cpu().numpy(), ps.voxel_size)
     write_mrc(out / "half2.mrc", res.half_maps[1].cpu().numpy(), ps.voxel_size)
@@ -309,7 +314,7 @@ def run_average(table: str | Path, out_dir: str | Path, *, mask: str | Path | No
     if by_class and T.CLASS not in ps.table.columns:  # checked before anything is written
         raise TableError(f"{ps.source}: averaging by class needs the {T.CLASS} column; give a classified table "
                          "(e.g. from 'cryomine classify predict' or 'cryomine subdivide') or leave out --by-class.")
-    msk = _check_mask(load_volume(mask, ps.box, ps.voxel_size, "mask", dev), mask) if mask else None
+    msk = check_mask(load_volume(mask, ps.box, ps.voxel_size, "mask", dev), mask) if mask else None
     fsc_mask = msk if msk is not None else soft_sphere_mask(ps.box, device=dev)
     has_poses = all(c in ps.table.columns for c in T.ANGLES)
     if not has_poses:
@@ -359,10 +364,3 @@ def run_average(table: str | Path, out_dir: str | Path, *, mask: str | Path | No
     _write_metrics(out, metrics)
     log.info("wrote %s (%d particles averaged)", out, int(include.sum()))
     return metrics
-
-
-def run_mra(table: str | Path, out_dir: str | Path, *, classes: int, **kwargs) -> dict:
-    """``cryomine align mra``: multi-reference alignment (see :mod:`cryomine_core.align.mra`)."""
-    from cryomine_core.align.mra import run_mra_job
-
-    return run_mra_job(table, out_dir, classes=classes, **kwargs)

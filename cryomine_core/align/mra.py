@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cryomine_core.align import jobs
 from cryomine_core.align.average import FourierAverager
 from cryomine_core.align.reference import SearchReference
 from cryomine_core.align.refine import (
@@ -264,7 +265,6 @@ def run_mra_job(table, out_dir, *, classes: int, reference=None, mask=None, symm
     particles' contrast first (:func:`~cryomine_core.align.jobs.prepare_reference`; ``contrast``:
     check, auto or off); the outcome is ``contrast_check`` in the metrics (None without a reference).
     """
-    from cryomine_core.align import jobs
     from cryomine_core.align.report import plot_gallery
     from cryomine_core.device import select_device
     from cryomine_core.io.atomic import atomic_write_text
@@ -275,8 +275,8 @@ def run_mra_job(table, out_dir, *, classes: int, reference=None, mask=None, symm
     jobs.check_reference_options(reference, invert_reference, contrast)
     dev = select_device(device)
     ps = jobs.load_particles(table, tilt_range, dev)
-    search = jobs._search_settings(angular_step, max_shift, symmetry, ps.box)
-    msk = jobs._check_mask(jobs.load_volume(mask, ps.box, ps.voxel_size, "mask", dev), mask) if mask else None
+    search = jobs.search_settings(angular_step, max_shift, symmetry, ps.box)
+    msk = jobs.check_mask(jobs.load_volume(mask, ps.box, ps.voxel_size, "mask", dev), mask) if mask else None
     settings = RefineSettings(iterations=int(iterations), search=search, lowpass_angstrom=lowpass_angstrom, mask=msk,
                               seed=int(seed))
     refs, contrast_record = None, None
@@ -290,7 +290,7 @@ def run_mra_job(table, out_dir, *, classes: int, reference=None, mask=None, symm
     res = multi_reference_alignment(ps.volumes, ps.tilt, ps.voxel_size, int(classes), settings, refs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    jobs._write_table(out, ps.table, res.rotations, res.shifts, ps.voxel_size, res.scores, res.failed,
+    jobs.write_aligned_table(out, ps.table, res.rotations, res.shifts, ps.voxel_size, res.scores, res.failed,
                       classes=res.classes + 1)
     for k in range(int(classes)):
         write_mrc(out / f"class_{k + 1:03d}.mrc", res.averages[k].cpu().numpy(), ps.voxel_size)

@@ -90,7 +90,7 @@ def _run_refine(args) -> int:
 
 
 def _run_mra(args) -> int:
-    from cryomine_core.align.jobs import run_mra
+    from cryomine_core.align.mra import run_mra_job as run_mra
 
     _summary(run_mra(args.table, args.out, classes=args.classes, **_search_kwargs(args)))
     return 0
