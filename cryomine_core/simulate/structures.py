@@ -179,12 +179,12 @@ def load_structure(
         name: class name (default :func:`structure_name`).
         chain_prefix: for atomic models, keep only these chains (see :func:`.atomic.read_atoms`).
         resolution_angstrom: for atomic models, the Gaussian-kernel resolution (sigma = half).
-        cache: structure cache folder (default :func:`.fetch.cache_dir`).
+        cache: structure cache folder (default :func:`.catalog.cache_dir`).
 
     Raises:
         CryomineError: unknown spec, unreadable file, non-positive voxel size.
     """
-    from cryomine_core.simulate import fetch
+    from cryomine_core.simulate import catalog as fetch
 
     if not voxel_size_angstrom > 0:
         raise CryomineError(f"voxel size must be positive, got {voxel_size_angstrom} Å; give e.g. --voxel-size 9.2.")
