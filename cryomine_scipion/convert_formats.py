@@ -23,7 +23,7 @@ from tomo.objects import Coordinate3D, SubTomogram, TomoAcquisition
 
 from cryomine_core.geometry import pose_to_scipion_matrix, scipion_matrix_to_pose
 from cryomine_core.io import table as T
-from cryomine_core.poses import table_poses, with_poses
+from cryomine_core.io.poses import table_poses, with_poses
 from cryomine_scipion.convert import subtomoMatrix
 
 

@@ -32,7 +32,7 @@ from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_write_text
 from cryomine_core.io.mrc import read_mrc, write_mrc
 from cryomine_core.io.outputs import remove_stale
-from cryomine_core.poses import table_poses, with_poses
+from cryomine_core.io.poses import table_poses, with_poses
 from cryomine_core.validate import check_subtomograms
 
 __all__ = ["ParticleSet", "load_particles", "load_volume", "prepare_reference", "run_refine", "run_average",

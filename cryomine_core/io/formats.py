@@ -36,7 +36,7 @@ from cryomine_core.errors import InputFileError, TableError
 from cryomine_core.geometry import dynamo_to_pose, pose_to_dynamo
 from cryomine_core.io import table as T
 from cryomine_core.io.imod import read_imod_points, write_imod_points
-from cryomine_core.poses import table_poses, with_poses
+from cryomine_core.io.poses import table_poses, with_poses
 
 IMOD_VOXEL_CENTRE = (0.5, 0.5, 0.0)
 DYNAMO_INDEX_BASE = 1

@@ -249,7 +249,7 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
     out_df[EMBEDDING[0]] = emb[:, 0]
     out_df[EMBEDDING[1]] = emb[:, 1] if emb.shape[1] > 1 else 0.0
     if avg is not None and avg.mode == "align":
-        from cryomine_core.poses import with_poses
+        from cryomine_core.io.poses import with_poses
 
         out_df = with_poses(out_df, avg.rotations.double(), avg.shifts.double(), voxel_size)
         out_df[ALIGN_SCORE] = avg.scores

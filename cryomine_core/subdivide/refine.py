@@ -25,7 +25,7 @@ from cryomine_core.align.refine import RefineSettings, refine
 from cryomine_core.align.search import SearchSettings
 from cryomine_core.errors import CryomineError, InputFileError
 from cryomine_core.io import table as T
-from cryomine_core.poses import table_poses
+from cryomine_core.io.poses import table_poses
 from cryomine_core.train.data import VolumeDataset
 
 log = logging.getLogger("cryomine")

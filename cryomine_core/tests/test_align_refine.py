@@ -14,7 +14,7 @@ from cryomine_core.cli import main
 from cryomine_core.errors import CryomineError, InputFileError, TableError
 from cryomine_core.io import table as T
 from cryomine_core.io.mrc import read_mrc, write_mrc
-from cryomine_core.poses import table_poses
+from cryomine_core.io.poses import table_poses
 from cryomine_core.simulate import AcquisitionParams, simulate_subtomogram_dataset
 
 BOX, VOXEL = 24, 11.0

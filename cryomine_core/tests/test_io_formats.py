@@ -19,8 +19,8 @@ from cryomine_core.io.formats import (
     table_to_dynamo,
     write_imod_coordinates,
 )
+from cryomine_core.io.poses import table_poses, with_poses
 from cryomine_core.io.relion import read_relion_star, write_relion_star
-from cryomine_core.poses import table_poses, with_poses
 
 N = 12
 VOXEL = 4.2

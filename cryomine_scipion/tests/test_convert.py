@@ -14,7 +14,7 @@ def test_subtomogram_transform_round_trip_through_table(tmp_path):
 
     from cryomine_core.geometry import pose_to_scipion_matrix, random_rotations, scipion_matrix_to_pose
     from cryomine_core.io import table as T
-    from cryomine_core.poses import with_poses
+    from cryomine_core.io.poses import with_poses
     from cryomine_scipion.convert import setTransformFromTable, subtomoMatrix, tableTransforms
 
     rot = random_rotations(6, generator=3).double()
