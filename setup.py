@@ -19,20 +19,13 @@ CORE_REQUIRES = [
     "starfile>=0.5",
     "dynamotable>=0.3",
     "imodmodel>=0.1",
-    "eulerangles>=1.0",
     "gemmi>=0.6",
     "scikit-learn>=1.3",
-    "scikit-image>=0.21",
     "matplotlib>=3.7",
     "tqdm",
-    "torch-fourier-slice>=0.6",
+    # the teamtomo packages CryoMine imports (declare what is imported, import what is declared)
     "torch-ctf>=0.6",
-    "torch-so3>=0.6",
-    "torch-fourier-shell-correlation>=0.6",
-    "torch-fourier-filter>=0.6",
-    "torch-subpixel-crop>=0.6",
-    "torch-affine-utils>=0.6",
-    "torch-find-peaks>=0.6",
+    "torch-grid-utils>=0.6",
 ]
 # The Scipion plugin needs Scipion itself (normally already present in Scipion's environment).
 SCIPION_REQUIRES = ["scipion-pyworkflow>=3.11", "scipion-em>=3.11", "scipion-em-tomo>=3.12"]
