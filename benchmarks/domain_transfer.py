@@ -257,7 +257,7 @@ def train_domain(job: dict) -> dict:
     from cryomine_core.train.recipes import recipe_config, recipe_normalisation
 
     o, seed, domain, n_classes = job["opts"], job["seed"], job["domain"], job["n_classes"]
-    norm = recipe_normalisation(o["recipe"])
+    norm = o["normalise"] or recipe_normalisation(o["recipe"])
     (x_tr, y_tr), (x_va, y_va) = job["train"], job["val"]
     tests = job["tests"]
     t0 = time.perf_counter()
@@ -327,6 +327,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="base seed, 0 <= seed < 100 (tomogram seeds stay disjoint)")
     ap.add_argument("--models", nargs="+", default=None, help="CNNs (small: compact3d; full: + dsrf3d-v2)")
     ap.add_argument("--recipe", default="subtomo", help="training recipe of the CNNs (subtomo or paper)")
+    ap.add_argument("--normalise", choices=["zscore", "whiten", "none"], default=None,
+                    help="input normalisation of the CNNs (default: the recipe's, zscore)")
     ap.add_argument("--device", default="auto", help="CNN training and tomogram simulation (auto: CUDA if present)")
     ap.add_argument("--n-per-class", type=int, default=None, help="training subtomograms per class (small 100)")
     ap.add_argument("--n-val", type=int, default=None, help="validation per class (small 20, full 30)")
@@ -353,7 +355,8 @@ def main(argv=None) -> int:
         "n_test": args.n_test or (40 if small else 100),
         "tomo_shape": list(args.tomo_shape or ((48, 192, 192) if small else (64, 256, 256))),
         "occupancy": args.occupancy, "edge": args.edge, "max_tomograms": args.max_tomograms or (60 if small else 400),
-        "models": models, "width": 0.5 if small else 1.0, "recipe": args.recipe, "shells": 12, "epochs": args.epochs,
+        "models": models, "width": 0.5 if small else 1.0, "recipe": args.recipe,
+        "normalise": args.normalise, "shells": 12, "epochs": args.epochs,
         "max_epochs": 20 if small else 40, "min_epochs": 8 if small else 10, "passes": 8000 if small else 60000,
     }
     folder = Path(args.structures_dir) if args.structures_dir else REPO.parent / "shared" / "data" / "structures"

@@ -133,7 +133,7 @@ def run_cell(job: dict) -> dict:
     from cryomine_core.train.recipes import recipe_config, recipe_normalisation
 
     o = job["opts"]
-    norm = recipe_normalisation(o["recipe"])
+    norm = o["normalise"] or recipe_normalisation(o["recipe"])
     device = select_device(job.get("device", "auto"))
     tilt, snr, seed = job["tilt"], job["snr"], job["seed"]
     t0 = time.perf_counter()
@@ -244,6 +244,8 @@ def main(argv=None) -> int:
                     help="default 60:0.1 60:0.05 40:0.1 40:0.05")
     ap.add_argument("--models", nargs="+", default=None, help="CNNs (small: compact3d; full: + dsrf3d-v2)")
     ap.add_argument("--recipe", default="subtomo", help="training recipe of the CNNs (subtomo or paper)")
+    ap.add_argument("--normalise", choices=["zscore", "whiten", "none"], default=None,
+                    help="input normalisation of the CNNs (default: the recipe's, zscore)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto", help="device of the CNNs: auto (CUDA when present), cpu, cuda, cuda:N")
     ap.add_argument("--workers", type=int, default=None, help="cells run in parallel (small: 2, one thread each)")
@@ -258,7 +260,7 @@ def main(argv=None) -> int:
         "box": 24, "voxel": 20.0, "max_shift": 1.0, "n_val": 20 if small else 30, "n_test": 50 if small else 100,
         "sizes": args.sizes or ([25, 50, 150] if small else [25, 50, 150, 500, 1000]),
         "models": args.models or (["compact3d"] if small else ["compact3d", "dsrf3d-v2"]),
-        "recipe": args.recipe, "shells": 12,
+        "recipe": args.recipe, "normalise": args.normalise, "shells": 12,
         "max_epochs": 20 if small else 40, "min_epochs": 8 if small else 10, "passes": 8000 if small else 60000,
     }
     opts["widths"] = {m: (0.5 if small else 1.0) for m in opts["models"]}

@@ -172,8 +172,8 @@ def run_snr(snr: float, specs_a: list[str], specs_b: list[str], args, root: Path
     t0 = time.perf_counter()
     overrides = {"epochs": args.epochs, "patience": 0, "seed": args.seed, "log_interval_s": 1e9}
     train = train_classifier(train_dir / "particles.star", root / f"model_{snr}", model="compact3d",
-                             recipe=args.recipe, overrides=overrides, tilt_range=(-60.0, 60.0), width=args.width,
-                             device=str(device), plots=False)
+                             recipe=args.recipe, overrides=overrides, tilt_range=(-60.0, 60.0),
+                             normalise=args.normalise, width=args.width, device=str(device), plots=False)
     train_s = time.perf_counter() - t0
     blind = _strip(test_dir / "particles.star", root / f"blind_{snr}.star")
     from cryomine_core.simulate.structures import structure_name
@@ -236,6 +236,8 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="epochs of the feature network (20)")
     ap.add_argument("--recipe", default="subtomo", choices=["subtomo", "paper"],
                     help="training recipe of the feature network (cryomine_core.train.recipes; default subtomo)")
+    ap.add_argument("--normalise", choices=["zscore", "whiten", "none"], default=None,
+                    help="input normalisation of the feature network (default: the recipe's, zscore)")
     ap.add_argument("--no-unsupervised", dest="unsupervised", action="store_false",
                     help="skip the fully unsupervised mode (features='unsupervised': no labels at all)")
     ap.add_argument("--seed", type=int, default=0)
@@ -274,7 +276,8 @@ def main(argv=None) -> int:
     summary = {
         "benchmark": "subdivision", "mode": "small" if small else "full", "device": str(device), "tilt": [-60, 60],
         "box": args.box, "voxel_size_A": args.voxel, "n_train_per_class": args.n_train,
-        "n_test_per_class": args.n_test, "epochs": args.epochs, "recipe": args.recipe, "width": args.width,
+        "n_test_per_class": args.n_test, "epochs": args.epochs, "recipe": args.recipe,
+        "normalise": args.normalise, "width": args.width,
         "method": args.method,
         "reassign": args.reassign, "merge_threshold": args.merge_threshold,
         "structures_a": specs_a, "structures_b": specs_b, "seconds": time.perf_counter() - t_all,

@@ -73,10 +73,9 @@ def register(sub) -> None:
                         "has no cmTiltMin/cmTiltMax columns (default -60 60)")
     t.add_argument("--normalise", choices=list(NORMALISATIONS), default=None,
                    help="input normalisation of every subtomogram, recorded in model.pt and repeated at prediction: "
-                        "'whiten' (subtomo default: flatten each subtomogram's radial power spectrum, then zero mean "
-                        "and unit variance; makes the network indifferent to the acquisition's noise spectrum: "
-                        "defocus, WBP or Fourier reconstruction), 'zscore' (paper: zero mean and unit variance only) "
-                        "or 'none'")
+                        "'zscore' (default: zero mean and unit variance), 'whiten' (flatten each subtomogram's radial "
+                        "power spectrum first: less sensitive to the acquisition's noise spectrum (defocus, WBP or "
+                        "Fourier reconstruction) at SNR ~0.1, but harmful at high SNR) or 'none'")
     t.add_argument("--momentum", type=float, default=None, help="SGD momentum (paper 0.9)")
     t.add_argument("--no-nesterov", dest="nesterov", action="store_false", default=None,
                    help="plain instead of Nesterov momentum (SGD)")

@@ -8,9 +8,9 @@ simulated tomograms can be fine-tuned there.
 
 Sub-volumes are ``box^3`` cubes centred on the rounded object centre (zyx arrays; centres xyz
 voxels), padded with the tomogram mean outside the volume, each normalised as the model file says
-(``normalise``: spectral whitening and z-score with the ``subtomo`` recipe, z-score alone with
-``paper``) and, when the model records a ``tta_range``, classified under every wedge-preserving
-rotation (test-time augmentation), exactly as ``cryomine classify predict`` does.
+(``normalise``: the z-score by default, spectral whitening first for a model trained with it)
+and, when the model records a ``tta_range``, classified under every wedge-preserving rotation
+(test-time augmentation), exactly as ``cryomine classify predict`` does.
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ def train_object_classifier(volumes: Sequence[np.ndarray], centres: Sequence[np.
         centres: per tomogram ``(n, 3)`` xyz voxel centres.
         labels: per tomogram ``(n,)`` 0-based class of each centre.
         recipe: training recipe (:mod:`cryomine_core.train.recipes`); ``subtomo`` (default) augments
-            every batch with the wedge-preserving rotations of ``tilt_range`` (degrees), whitens the
-            input and averages those rotations at prediction; ``batch_size`` and ``lr`` default to
+            every batch with the wedge-preserving rotations of ``tilt_range`` (degrees) and averages
+            those rotations at prediction; ``batch_size`` and ``lr`` default to
             the recipe's.
         augment: stored copies of each training sub-volume with random xy flips (the missing wedge
             is kept); default 1 (none) with ``subtomo``, whose augmentation does this on the fly,

@@ -70,7 +70,7 @@ def test_train_outputs(trained):
     assert payload["class_names"] == m["class_names"] and payload["class_numbers"] == [1, 2, 3]
     assert payload["voxel_size"] == pytest.approx(VOXEL) and payload["temperature"] == pytest.approx(m["temperature"])
     model, meta = load_classifier(trained / "model.pt")
-    assert model.n_classes == 3 and meta["normalise"] == m["normalise"] == "whiten"  # the subtomo recipe's
+    assert model.n_classes == 3 and meta["normalise"] == m["normalise"] == "zscore"  # the subtomo recipe's
 
 
 def test_predict_columns_and_test_accuracy(trained, dataset):

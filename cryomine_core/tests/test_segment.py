@@ -311,16 +311,16 @@ def test_bad_inputs_name_the_file_and_the_fix(sim, tmp_path):
     small = tmp_path / "small_labels.mrc"
     write_mrc(small, np.zeros((16, 64, 64), dtype=np.int16), 9.2, dtype=np.int16)
     with pytest.raises(InputFileError, match=r"small_labels\.mrc.*does not match.*same size"):
-        train_segmenter([tomo], [small], tmp_path / "a", boxes=2, box_size=16, device="cpu")
+        train_segmenter([tomo], [small], tmp_path / "a", boxes=2, box_size=16, patch=16, device="cpu")
     empty = tmp_path / "empty_labels.mrc"
     write_mrc(empty, np.zeros((32, 64, 64), dtype=np.int16), 9.2, dtype=np.int16)
     with pytest.raises(CryomineError, match=r"empty_labels\.mrc.*no object voxel.*Annotate"):
-        train_segmenter([tomo], [empty], tmp_path / "b", boxes=2, box_size=16, device="cpu")
+        train_segmenter([tomo], [empty], tmp_path / "b", boxes=2, box_size=16, patch=16, device="cpu")
     vol, vs = read_mrc(tomo)
     vol[3, 4, 5] = np.nan
     nan_tomo = tmp_path / "nan_tomo.mrc"
     write_mrc(nan_tomo, vol, vs)
     with pytest.raises(InputFileError, match=r"nan_tomo\.mrc.*NaN.*Fix"):
-        train_segmenter([nan_tomo], [lab], tmp_path / "c", boxes=2, box_size=16, device="cpu")
+        train_segmenter([nan_tomo], [lab], tmp_path / "c", boxes=2, box_size=16, patch=16, device="cpu")
     with pytest.raises(CryomineError, match="one label map per tomogram"):
         train_segmenter([tomo, tomo], [lab], tmp_path / "d", device="cpu")

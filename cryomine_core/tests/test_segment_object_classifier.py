@@ -40,7 +40,7 @@ def test_object_classifier_recipe_round_trip(tmp_path):
                                       voxel_size=10.0, epochs=10, width=0.25, seed=0)
     assert summary["recipe"] == "subtomo" and summary["val_accuracy"] is not None
     _, meta = load_classifier(out)
-    assert meta["normalise"] == "whiten" and list(meta["tta_range"]) == [-60.0, 60.0]
+    assert meta["normalise"] == "zscore" and list(meta["tta_range"]) == [-60.0, 60.0]
 
     test_vol, test_centres, test_labels = _tomogram(1)  # new noise and a new class layout
     path = write_mrc(tmp_path / "t1.mrc", test_vol, 10.0)

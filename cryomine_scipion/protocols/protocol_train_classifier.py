@@ -16,7 +16,7 @@ FROM_CLASSES, FROM_SETS = 0, 1
 BALANCE = ["none", "loss", "sample"]
 RECIPES = ["subtomo", "paper"]
 AUGMENT = ["recipe default", "wedge", "z", "so3", "none"]
-NORMALISE = ["recipe default", "whiten", "zscore"]
+NORMALISE = ["recipe default", "zscore", "whiten"]
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -99,11 +99,12 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
                            "re-imposed) plus those. so3: any rotation, wedge re-imposed. none: no augmentation.")
         form.addParam("normalise", params.EnumParam, choices=NORMALISE, default=0, expertLevel=params.LEVEL_ADVANCED,
                       label="Input normalisation",
-                      help="recipe default: whiten for subtomo, zscore for paper. whiten: each subtomogram's radial "
-                           "power spectrum is flattened before zero mean and unit variance, so the network does not "
-                           "learn the noise spectrum of one acquisition (defocus, weighted back-projection or Fourier "
-                           "reconstruction) and transfers to subtomograms from another. zscore: zero mean and unit "
-                           "variance only. Prediction repeats the choice (it is stored in the model).")
+                      help="recipe default: zscore for both recipes. zscore: zero mean and unit variance per "
+                           "subtomogram. whiten: each subtomogram's radial power spectrum is flattened first, so the "
+                           "network learns less of the noise spectrum of one acquisition (defocus, weighted "
+                           "back-projection or Fourier reconstruction); it helped at SNR 0.1 when training and test "
+                           "came from different acquisitions, and hurt at high SNR. Prediction repeats the choice "
+                           "(it is stored in the model).")
         form.addParam("epochs", params.IntParam, allowsNull=True, label="Epochs (max)",
                       help="Most passes over the training set. Empty: the recipe's (subtomo 40, paper 20).")
         form.addParam("patience", params.IntParam, allowsNull=True, label="Early stop after (epochs)",
