@@ -7,10 +7,11 @@ input: the ramp of weighted back-projection or its absence in direct Fourier inv
 envelope of another defocus, an MTF, a coloured noise. Phases are kept, so the structure (the
 relative phases and the anisotropy within each shell, such as the missing wedge) is untouched.
 
-Why the classifier sees whitened subtomograms (``normalise='whiten'``): at SNR <= 0.1 a
-subtomogram's power spectrum is mostly the noise spectrum of its acquisition and reconstruction,
-so a network trained on one acquisition learns that spectrum too and transfers badly to another
-(measured in :mod:`cryomine_core.train.recipes`).
+Why a classifier may be given whitened subtomograms (``--normalise whiten``, an option): at SNR
+<= 0.1 a subtomogram's power spectrum is mostly the noise spectrum of its acquisition and
+reconstruction, so a network trained on one acquisition learns that spectrum too and transfers
+badly to another. At high SNR whitening hurts: it gives the noise-only outer shells the weight of
+the signal-rich inner ones (both measured in :mod:`cryomine_core.train.recipes`).
 """
 
 from __future__ import annotations
