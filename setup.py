@@ -45,8 +45,9 @@ setup(
         "scipion": SCIPION_REQUIRES,
         # Peer plugins read CryoMine's RELION/Dynamo exports in the interoperability tests (pure Python,
         # no RELION/Dynamo program needed); reliontomo's converters need scipion-app.
+        # eulerangles: an independent check of the Euler-angle conventions in the geometry tests.
         "test": SCIPION_REQUIRES + ["pytest>=7", "ruff", "scipion-em-reliontomo==4.0.5", "scipion-em-dynamo==3.5.3",
-                                    "scipion-app==3.8.3"],
+                                    "scipion-app==3.8.3", "eulerangles>=1.0"],
     },
     entry_points={
         "console_scripts": ["cryomine = cryomine_core.cli:main"],
