@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from cryomine_core.fourier.grids import n_shells, shell_frequencies, shell_index
+from cryomine_core.fourier.grids import n_shells, shell_frequencies, shell_index, shell_sum
 
 __all__ = [
     "FSC_THRESHOLD_GOLD_STANDARD",
@@ -83,10 +83,10 @@ def fsc(
     power_b = fb.abs().square() * weight
 
     n = n_shells(shape)
-    idx = shell_index(shape, rfft=True, device=fa.device).flatten()
-    cross_s = _shell_sum(cross, idx, n)
-    pa_s = _shell_sum(power_a, idx, n)
-    pb_s = _shell_sum(power_b, idx, n)
+    idx = shell_index(shape, rfft=True, device=fa.device)
+    cross_s = shell_sum(cross, idx, n)
+    pa_s = shell_sum(power_a, idx, n)
+    pb_s = shell_sum(power_b, idx, n)
     denom = torch.sqrt(pa_s * pb_s)
     out = torch.where(denom > 0, cross_s / denom.clamp_min(torch.finfo(denom.dtype).tiny), 0.0)
     return out.to(torch.float32)
@@ -165,11 +165,3 @@ def _rfft_multiplicity(shape: tuple[int, int, int], device) -> torch.Tensor:
     if w % 2 == 0:
         mult[-1] = 1.0
     return mult
-
-
-def _shell_sum(values: torch.Tensor, idx: torch.Tensor, n: int) -> torch.Tensor:
-    """Sum ``values (..., D, H, Wr)`` per shell index ``idx (D*H*Wr,)``; drops the overflow bin."""
-    flat = values.flatten(-3).to(torch.float64)
-    out = torch.zeros((*flat.shape[:-1], n + 1), dtype=torch.float64, device=flat.device)
-    out.index_add_(-1, idx, flat)
-    return out[..., :n]

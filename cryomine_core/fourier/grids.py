@@ -29,6 +29,7 @@ __all__ = [
     "n_shells",
     "shell_index",
     "shell_frequencies",
+    "shell_sum",
 ]
 
 
@@ -103,6 +104,16 @@ def shell_index(
     n = min(shape)
     shells = torch.round(radial_frequency(shape, rfft=rfft, device=device).double() * n).long()
     return shells.masked_fill(shells > n // 2, n // 2 + 1)
+
+
+def shell_sum(values: torch.Tensor, shells: torch.Tensor, n: int) -> torch.Tensor:
+    """Sum ``values (..., *S)`` per shell: ``shells`` is an int64 grid of shape ``S`` (e.g.
+    :func:`shell_index`) with values in ``[0, n]``; returns float64 ``(..., n)``, the overflow bin
+    ``n`` (corners beyond Nyquist) dropped."""
+    flat = values.flatten(-shells.dim()).to(torch.float64)
+    out = torch.zeros((*flat.shape[:-1], n + 1), dtype=torch.float64, device=flat.device)
+    out.index_add_(-1, shells.reshape(-1).to(flat.device), flat)
+    return out[..., :n]
 
 
 def shell_frequencies(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from cryomine_core.fourier.grids import n_shells, shell_index
+from cryomine_core.fourier.grids import n_shells, shell_index, shell_sum
 
 __all__ = ["whiten"]
 
@@ -39,15 +39,12 @@ def whiten(volume: torch.Tensor, spatial_dims: int = 3, eps: float = 1e-8) -> to
     dims = tuple(range(-spatial_dims, 0))
     x = volume if volume.is_floating_point() and volume.element_size() >= 4 else volume.float()
     spectrum = torch.fft.rfftn(x, dim=dims)
-    shells = shell_index(shape, rfft=True, device=volume.device)
-    shells = shells.clamp_max(n_shells(shape) - 1)  # the corners beyond Nyquist join the outermost shell
+    n = n_shells(shape)
+    shells = shell_index(shape, rfft=True, device=volume.device).clamp_max(n - 1)  # corners join the last shell
     flat = shells.reshape(-1)
-    n_bins = int(flat.max()) + 1
-    power = spectrum.abs().square().reshape(*spectrum.shape[:-spatial_dims], -1)
-    sums = torch.zeros(*power.shape[:-1], n_bins, dtype=power.dtype, device=power.device).index_add_(-1, flat, power)
-    counts = torch.bincount(flat, minlength=n_bins).clamp_min(1).to(power.dtype)
-    rms = (sums / counts).sqrt()
-    scale = torch.where(rms > eps, 1.0 / rms.clamp_min(eps), torch.zeros_like(rms))
+    counts = torch.bincount(flat, minlength=n).clamp_min(1).to(torch.float64)
+    rms = (shell_sum(spectrum.abs().square(), shells, n) / counts).sqrt()
+    scale = torch.where(rms > eps, 1.0 / rms.clamp_min(eps), torch.zeros_like(rms)).to(spectrum.real.dtype)
     spectrum = spectrum * scale[..., flat].reshape(spectrum.shape)
     spectrum[(...,) + (0,) * spatial_dims] = 0
     return torch.fft.irfftn(spectrum, s=shape, dim=dims).to(volume.dtype if volume.is_floating_point() else x.dtype)
