@@ -291,7 +291,7 @@ def run_mra_job(table, out_dir, *, classes: int, reference=None, mask=None, symm
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     jobs.write_aligned_table(out, ps.table, res.rotations, res.shifts, ps.voxel_size, res.scores, res.failed,
-                      classes=res.classes + 1)
+                             classes=res.classes + 1)
     for k in range(int(classes)):
         write_mrc(out / f"class_{k + 1:03d}.mrc", res.averages[k].cpu().numpy(), ps.voxel_size)
     remove_stale(out, "class_*.mrc", [f"class_{k + 1:03d}.mrc" for k in range(int(classes))])

@@ -327,6 +327,7 @@ def refine(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float
     refs = [start, start]
     covs = [start_cov, start_cov]
     f_align = min(max(f0 * 1.5, 0.15), f_cap)
+    f_shared = max(f0, f_align)  # the halves share the common start and the first iteration's registration
     history = []
     rot = torch.zeros((b, 3, 3), device=dev)
     shifts = torch.zeros((b, 3), device=dev)
@@ -346,7 +347,6 @@ def refine(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float
             raise CryomineError("every particle failed to align; check the particles, the reference and the mask.")
         half_maps = averager.volumes(settings.guard_fraction)  # symmetrised while accumulating
         if it == 1:  # after the common start only: later the halves stay independent (gold standard)
-            f_shared = max(f0, f_align)
             moved = _register_halves(particles, tilt, halves, rot, shifts, failed, half_maps, averager, search,
                                      settings, mask)
             if moved is not None:
