@@ -66,10 +66,9 @@ class _Cursor:
         return values
 
 
-def _check_magic(path: Path) -> None:
-    """Refuse a file that does not start with IMOD's magic ``IMOD`` (e.g. a STAR file or a Dynamo table)."""
-    with open(path, "rb") as fh:
-        head = fh.read(len(IMOD_MAGIC))
+def _check_magic(head: bytes, path) -> None:
+    """Refuse data whose first bytes ``head`` are not IMOD's magic ``IMOD`` (e.g. a STAR file or a Dynamo table)."""
+    head = head[:len(IMOD_MAGIC)]
     if head != IMOD_MAGIC:
         raise InputFileError(f"{path}: not an IMOD model (it starts with {head!r}, not b'IMOD'); give a .mod file "
                              "saved by 3dmod, or the --from format that matches the file.")
@@ -108,11 +107,9 @@ def parse_imod_points(data: bytes, path: str | os.PathLike = "<bytes>") -> list[
     Raises InputFileError (naming ``path``) for a missing magic, a truncated file, a missing ``IEOF``,
     a negative count or size, or bytes that are not a chunk name.
     """
+    _check_magic(data, path)
     cur = _Cursor(data, Path(path))
-    if cur.take(len(IMOD_MAGIC), "magic") != IMOD_MAGIC:
-        raise InputFileError(f"{path}: not an IMOD model (it does not start with b'IMOD'); give a .mod file saved "
-                             "by 3dmod.")
-    cur.take(ID_BYTES - len(IMOD_MAGIC) + MODEL_HEADER_BYTES, "model header")
+    cur.take(ID_BYTES + MODEL_HEADER_BYTES, "model header")
     state = {"object": -1, "contour": -1}
     points: list = []
     while True:
@@ -133,7 +130,8 @@ def read_imod_points(path: str | os.PathLike, *, offset_voxels: float = 0.0) -> 
     path = Path(path)
     if not path.exists():
         raise InputFileError(f"{path}: IMOD model not found.")
-    _check_magic(path)
+    with open(path, "rb") as fh:  # the magic first: a large file of another format is refused without reading it
+        _check_magic(fh.read(len(IMOD_MAGIC)), path)
     contours = parse_imod_points(path.read_bytes(), path)
     rows = [pd.DataFrame({"object_id": obj, "contour_id": cont, "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]})
             for obj, cont, xyz in contours if len(xyz)]
