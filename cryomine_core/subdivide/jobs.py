@@ -34,7 +34,7 @@ from cryomine_core.errors import CryomineError
 from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_write_text
 from cryomine_core.io.mrc import write_mrc
-from cryomine_core.io.outputs import remove_results, remove_stale
+from cryomine_core.io.outputs import remove_results
 from cryomine_core.subdivide import report
 from cryomine_core.subdivide.cluster import METHODS, cluster_features
 from cryomine_core.subdivide.evaluate import clustering_scores
@@ -256,12 +256,10 @@ def run_subdivide(table, out_dir, *, model=None, features: str | None = None, cl
         out_df[ALIGN_FAILED] = avg.failed.astype(int)
     T.write_table(out / "particles.star", out_df)
     sizes = np.bincount(labels, minlength=k).astype(int).tolist()
-    written = []
     if avg is not None:
         for j in range(k):
             if avg.counts[j] > 0:
-                written.append(write_mrc(out / f"class_{j + 1:03d}.mrc", avg.volumes[j].numpy(), voxel_size).name)
-    remove_stale(out, "class_*.mrc", written)
+                write_mrc(out / f"class_{j + 1:03d}.mrc", avg.volumes[j].numpy(), voxel_size)
 
     metrics = {
         "command": "subdivide", "input": str(Path(src).resolve()), "n": n, "box": list(box),
