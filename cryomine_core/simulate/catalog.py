@@ -53,7 +53,6 @@ CATALOG: dict[str, CatalogEntry] = {e.name: e for e in (
 )}
 
 
-
 def cache_dir() -> Path:
     """Root of the structure cache (see the module docstring); not created here."""
     root = os.environ.get("CRYOMINE_CACHE")

@@ -184,7 +184,7 @@ def load_structure(
     Raises:
         CryomineError: unknown spec, unreadable file, non-positive voxel size.
     """
-    from cryomine_core.simulate import catalog as fetch
+    from cryomine_core.simulate import catalog
 
     if not voxel_size_angstrom > 0:
         raise CryomineError(f"voxel size must be positive, got {voxel_size_angstrom} Å; give e.g. --voxel-size 9.2.")
@@ -222,15 +222,15 @@ def load_structure(
         xyz, weights = read_atoms(path, chain_prefix=chain_prefix)
         data = density_from_atoms(xyz, weights, voxel_size_angstrom, resolution_angstrom).numpy()
         return _from_array(label, spec, data, voxel_size_angstrom, voxel_size_angstrom, box, subtract_border=False)
-    entry = fetch.CATALOG.get(spec.lower())
+    entry = catalog.CATALOG.get(spec.lower())
     if entry is not None:
-        cached_map = fetch.map_cache_path(entry.name, voxel_size_angstrom, cache)
+        cached_map = catalog.map_cache_path(entry.name, voxel_size_angstrom, cache)
         if cached_map.exists():
             return load_structure(str(cached_map), voxel_size_angstrom, box, name=label)
-        model = fetch.cached_model(entry.name, cache)
+        model = catalog.cached_model(entry.name, cache)
         if model is None:
             raise CryomineError(f"structure '{spec}' ({entry.description}) is not in the cache "
-                                f"({fetch.cache_dir() if cache is None else cache}); run "
+                                f"({catalog.cache_dir() if cache is None else cache}); run "
                                 f"`cryomine structures fetch {entry.name}` first.")
         return load_structure(str(model), voxel_size_angstrom, box, name=label, chain_prefix=entry.chain_prefix,
                               resolution_angstrom=resolution_angstrom)
@@ -239,7 +239,7 @@ def load_structure(
                              "a phantom (phantom:0, phantom:1, ...) or a fetched catalog name.")
     raise CryomineError(f"unknown structure '{spec}'. Give an MRC map ({', '.join(_MAP_SUFFIXES)}), an atomic "
                         f"model ({', '.join(_MODEL_SUFFIXES)}), a phantom (phantom:0, phantom:1, ...) or one of "
-                        f"the catalog names {sorted(fetch.CATALOG)} (fetch them with `cryomine structures fetch`).")
+                        f"the catalog names {sorted(catalog.CATALOG)} (fetch them with `cryomine structures fetch`).")
 
 
 def check_fits(structure: Structure, box: int, max_shift: float = 0.0) -> None:
