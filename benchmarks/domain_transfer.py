@@ -78,7 +78,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing as mp
 import sys
 import time
 from pathlib import Path
@@ -88,7 +87,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from learning_curve import REPO, TRAIN_ACQ, epochs_for, simulate, structure_specs  # noqa: E402
+from learning_curve import (  # noqa: E402
+    REPO,
+    TRAIN_ACQ,
+    add_classifier_arguments,
+    epochs_for,
+    run_jobs,
+    simulate,
+    structure_specs,
+)
 
 DOMAINS = ("isolated", "extracted")
 KINDS = ("train", "val", "test")
@@ -300,13 +307,6 @@ def train_domain(job: dict) -> dict:
             "normalise": norm, "methods": row, "seconds": time.perf_counter() - t0}
 
 
-def _run(fn, jobs: list[dict], workers: int) -> list[dict]:
-    if workers > 1:
-        with mp.get_context("spawn").Pool(workers) as pool:
-            return pool.map(fn, jobs, chunksize=1)
-    return [fn(j) for j in jobs]
-
-
 def _table(results: dict, methods: list[str]) -> str:
     lines = ["| method | trained on | -> isolated | -> extracted |", "|---|---|---|---|"]
     for m in methods:
@@ -320,15 +320,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--domain-transfer", action="store_true", help="(the switch of classification.py; accepted)")
     ap.add_argument("--small", action="store_true", help="settings for a 2-core CPU (< 15 min)")
-    ap.add_argument("--structures-dir", default=None, help="MRC maps (default: ../shared/data/structures)")
-    ap.add_argument("--n-classes", type=int, default=8, help="held-out complexes (default 8)")
+    add_classifier_arguments(ap)
     ap.add_argument("--snr", type=float, default=0.1, help="SNR of isolated subtomograms and of tomograms (0.1)")
     ap.add_argument("--tilt", type=float, default=60.0, help="tilt range +- degrees (60)")
     ap.add_argument("--seed", type=int, default=0, help="base seed, 0 <= seed < 100 (tomogram seeds stay disjoint)")
-    ap.add_argument("--models", nargs="+", default=None, help="CNNs (small: compact3d; full: + dsrf3d-v2)")
-    ap.add_argument("--recipe", default="subtomo", help="training recipe of the CNNs (subtomo or paper)")
-    ap.add_argument("--normalise", choices=["zscore", "whiten", "none"], default=None,
-                    help="input normalisation of the CNNs (default: the recipe's, zscore)")
     ap.add_argument("--device", default="auto", help="CNN training and tomogram simulation (auto: CUDA if present)")
     ap.add_argument("--n-per-class", type=int, default=None, help="training subtomograms per class (small 100)")
     ap.add_argument("--n-val", type=int, default=None, help="validation per class (small 20, full 30)")
@@ -376,7 +371,7 @@ def main(argv=None) -> int:
           f"{threads} thread(s) on {device}", flush=True)
     t0 = time.perf_counter()
     base = {"specs": specs, "opts": opts, "seed": args.seed, "threads": threads, "device": device}
-    iso, ext = _run(_simulate, [{**base, "what": "isolated"}, {**base, "what": "extracted"}], workers)
+    iso, ext = run_jobs(_simulate, [{**base, "what": "isolated"}, {**base, "what": "extracted"}], workers)
     data = {"isolated": iso, "extracted": ext}
     simulate_s = time.perf_counter() - t0
 
@@ -393,7 +388,7 @@ def main(argv=None) -> int:
     tests = {d: data[d]["test"] for d in DOMAINS}
     jobs = [{**base, "domain": d, "n_classes": n_classes, "train": data[d]["train"], "val": data[d]["val"],
              "tests": tests} for d in DOMAINS]
-    done = _run(train_domain, jobs, workers)
+    done = run_jobs(train_domain, jobs, workers)
     methods = ["rif-svm", *models]
     results = {m: {r["domain"]: r["methods"][m] for r in done} for m in methods}
     summary = {}

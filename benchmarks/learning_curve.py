@@ -223,6 +223,24 @@ def diagnose_bn(specs, opts: dict, tilt: float, snr: float, n: int, epochs: int,
             "final_running": running[-1], "final_recomputed": recomputed[-1]}
 
 
+def run_jobs(fn, jobs: list[dict], workers: int) -> list:
+    """``fn`` over ``jobs``: in ``workers`` spawned processes when more than one, else in this one."""
+    if workers > 1:
+        with mp.get_context("spawn").Pool(workers) as pool:
+            return pool.map(fn, jobs, chunksize=1)
+    return [fn(j) for j in jobs]
+
+
+def add_classifier_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options every classification benchmark shares: structures, classes, CNNs, recipe, normalisation."""
+    ap.add_argument("--structures-dir", default=None, help="MRC maps (default: ../shared/data/structures)")
+    ap.add_argument("--n-classes", type=int, default=8, help="held-out complexes (default 8)")
+    ap.add_argument("--models", nargs="+", default=None, help="CNNs (small: compact3d; full: + dsrf3d-v2)")
+    ap.add_argument("--recipe", default="subtomo", help="training recipe of the CNNs (subtomo or paper)")
+    ap.add_argument("--normalise", choices=["zscore", "whiten", "none"], default=None,
+                    help="input normalisation of the CNNs (default: the recipe's, zscore)")
+
+
 def _table(cells: list[dict], models: list[str]) -> str:
     head = "| tilt | SNR | n/class | RIF-SVM | " + " | ".join(f"{m} (ratio)" for m in models) + " |"
     lines = [head, "|" + "---|" * (4 + len(models))]
@@ -237,15 +255,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--learning-curve", action="store_true", help="(the switch of classification.py; accepted)")
     ap.add_argument("--small", action="store_true", help="settings for a 2-core CPU (< 30 min)")
-    ap.add_argument("--structures-dir", default=None, help="MRC maps (default: ../shared/data/structures)")
-    ap.add_argument("--n-classes", type=int, default=8, help="held-out complexes (default 8)")
+    add_classifier_arguments(ap)
     ap.add_argument("--sizes", type=int, nargs="+", default=None, help="labelled subtomograms per class")
     ap.add_argument("--cells", nargs="+", default=None, metavar="TILT:SNR",
                     help="default 60:0.1 60:0.05 40:0.1 40:0.05")
-    ap.add_argument("--models", nargs="+", default=None, help="CNNs (small: compact3d; full: + dsrf3d-v2)")
-    ap.add_argument("--recipe", default="subtomo", help="training recipe of the CNNs (subtomo or paper)")
-    ap.add_argument("--normalise", choices=["zscore", "whiten", "none"], default=None,
-                    help="input normalisation of the CNNs (default: the recipe's, zscore)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto", help="device of the CNNs: auto (CUDA when present), cpu, cuda, cuda:N")
     ap.add_argument("--workers", type=int, default=None, help="cells run in parallel (small: 2, one thread each)")
@@ -289,11 +302,7 @@ def main(argv=None) -> int:
              "device": args.device}
             for t, s in cells]
     t0 = time.perf_counter()
-    if workers > 1:
-        with mp.get_context("spawn").Pool(workers) as pool:
-            done = pool.map(run_cell, jobs, chunksize=1)
-    else:
-        done = [run_cell(j) for j in jobs]
+    done = run_jobs(run_cell, jobs, workers)
     print()
     print(_table(done, opts["models"]))
     targets = {}
