@@ -47,7 +47,7 @@ noise-free density under the same pose is about -0.17 isolated and -0.20 extract
 ``invert=False`` for extraction (inverting would flip only the extracted domain); every
 subtomogram of both domains is then z-scored (zero mean, unit standard deviation) so that a
 difference of overall scale between a simulated box and a tomogram window plays no part (RIF-SVM
-features depend on scale; the CNNs whiten each volume anyway).
+features depend on scale; the CNNs normalise each volume themselves, as ``--normalise`` says).
 
 **Methods.** RIF-SVM (12 shells, trained on train + validation, as in ``learning_curve.py``) and
 compact3d (width 0.5; full mode 1.0, plus DSRF3D-v2) with the ``subtomo`` recipe and its input
