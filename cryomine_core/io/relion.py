@@ -19,15 +19,18 @@ Conventions (pinned by round-trip tests and by reading our files with scipion-em
   rotation ``R``; ``rlnOrigin{X,Y,Z}Angst = -t * voxel_size``.
 - ``rlnCoordinateX/Y/Z`` are voxels counted from the centre of the first voxel (0-based), as
   scipion-em-reliontomo reads and writes them (``BOTTOM_LEFT_CORNER``). RELION 5 files that give
-  only ``rlnCenteredCoordinate{X,Y,Z}Angst`` are refused with a message (not supported yet).
+  only ``rlnCenteredCoordinate{X,Y,Z}Angst`` are refused with a message pointing to the RELION 5
+  reader (:mod:`cryomine_core.io.relion5`, ``--from relion5``).
 
-The written file has an ``optics`` block (one group: voxel size, 3-D images) and a ``particles``
+The written file has an ``optics`` block (one group: voltage, Cs, amplitude contrast, voxel size,
+box size, 3-D images: what RELION 3.1/4 needs to read it) and a ``particles``
 block with the RELION columns above plus ``rlnTomoParticleId`` and ``rlnOpticsGroup``; CryoMine's
 own ``cm...`` columns are kept (RELION ignores labels it does not know).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -38,6 +41,8 @@ import starfile
 from cryomine_core.errors import InputFileError, TableError
 from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_path
+
+log = logging.getLogger("cryomine")
 
 OPTICS_BLOCK = "optics"
 PARTICLES_BLOCK = "particles"
@@ -117,7 +122,7 @@ def read_relion_star(path: str | os.PathLike, *, voxel_size: float | None = None
     if not all(c in df.columns for c in T.COORDS) and all(c in df.columns for c in CENTERED_ANGSTROM) \
             and not require_images:
         raise TableError(f"{path}: coordinates are RELION 5 centred coordinates in Å ({CENTERED_ANGSTROM[0]}, ...), "
-                         "which CryoMine does not read yet. Give rlnCoordinateX/Y/Z in voxels of the tomogram.")
+                         "a RELION 5 file: read it as RELION 5 (--from relion5, with its tomograms.star).")
     if voxel_size is not None:
         sizes = np.full(len(df), float(voxel_size))
     else:
@@ -148,12 +153,34 @@ def read_relion_star(path: str | os.PathLike, *, voxel_size: float | None = None
     return df.reset_index(drop=True)
 
 
-def write_relion_star(path: str | os.PathLike, df: pd.DataFrame) -> Path:
+def _image_box(df: pd.DataFrame) -> int | None:
+    """Box size of the table's subtomograms (the first image's header; CryoMine writes one box per set)."""
+    if T.IMAGE not in df.columns or len(df) == 0:
+        return None
+    from cryomine_core.io.mrc import read_mrc_header
+
+    first = str(df[T.IMAGE].iloc[0])
+    if not os.path.exists(first):
+        log.warning("rlnImageSize not written: the first subtomogram, %s, is not there to read its box from; RELION "
+                    "needs it (\"box sizes not available\"): write the file where the subtomograms are", first)
+        return None
+    return int(read_mrc_header(first).shape[-1])
+
+
+def write_relion_star(path: str | os.PathLike, df: pd.DataFrame, *, voltage_kv: float = 300.0, cs_mm: float = 2.7,
+                      amplitude_contrast: float = 0.1) -> Path:
     """Write a particle table as a RELION STAR file (``optics`` + ``particles`` blocks), atomically.
 
     ``df`` holds CryoMine columns (``cmVoxelSize`` required; one voxel size for all rows). Class
     numbers, half sets, tomogram names, coordinates, angles and Å origins are written under their
     RELION names; ``rlnTomoParticleId`` numbers the rows from 1.
+
+    The optics block is complete for RELION 3.1/4 (without ``rlnVoltage`` and
+    ``rlnSphericalAberration`` RELION drops the optics table and fails later with "empty file
+    name"; without ``rlnImageSize``, "box sizes not available"): voltage (kV), Cs (mm), amplitude
+    contrast (the acquisition's, else RELION's usual 300 kV, 2.7 mm, 0.1), pixel size, image size
+    (from the first subtomogram's header) and dimensionality 3. RELION needs even boxes: an odd
+    box is written with a warning that names the fix.
     """
     path = Path(path)
     if len(df) == 0:
@@ -164,6 +191,11 @@ def write_relion_star(path: str | os.PathLike, df: pd.DataFrame) -> Path:
     if not np.allclose(sizes, sizes[0], rtol=1e-6):
         raise TableError(f"writing {path}: particles have different voxel sizes ({sorted(set(sizes))[:4]} ...); "
                          "RELION needs one pixel size per optics group. Rescale them to one voxel size first.")
+    for name, value in (("voltage", voltage_kv), ("spherical aberration", cs_mm)):
+        if not np.isfinite(value) or value <= 0:
+            raise TableError(f"writing {path}: {name} {value!r}; give a positive number.")
+    if not 0 <= amplitude_contrast < 1:
+        raise TableError(f"writing {path}: amplitude contrast {amplitude_contrast!r}; give a fraction in [0, 1).")
     out = df.copy()
     out[PARTICLE_ID] = np.arange(1, len(out) + 1)
     out[OPTICS_GROUP] = 1
@@ -174,8 +206,15 @@ def write_relion_star(path: str | os.PathLike, df: pd.DataFrame) -> Path:
     first = [c for c in (T.TOMO, PARTICLE_ID, T.IMAGE, *T.COORDS, *T.ANGLES, *T.ORIGINS, T.CLASS, RANDOM_SUBSET,
                          OPTICS_GROUP) if c in out.columns]
     out = out[first + [c for c in out.columns if c not in first]]
-    optics = pd.DataFrame({OPTICS_GROUP: [1], "rlnOpticsGroupName": ["opticsGroup1"],
-                           "rlnImagePixelSize": [float(sizes[0])], "rlnImageDimensionality": [3]})
+    optics = {OPTICS_GROUP: [1], "rlnOpticsGroupName": ["opticsGroup1"], "rlnVoltage": [float(voltage_kv)],
+              "rlnSphericalAberration": [float(cs_mm)], "rlnAmplitudeContrast": [float(amplitude_contrast)],
+              "rlnImagePixelSize": [float(sizes[0])], "rlnImageDimensionality": [3]}
+    box = _image_box(df)
+    if box is not None:
+        optics["rlnImageSize"] = [box]
+        if box % 2:
+            log.warning("%s: the subtomograms are %d voxels wide; RELION needs even boxes (an odd box reconstructs "
+                        "to noise). Extract them again with an even --box.", path, box)
     with atomic_path(path) as tmp:
-        starfile.write({OPTICS_BLOCK: optics, PARTICLES_BLOCK: out}, tmp, overwrite=True)
+        starfile.write({OPTICS_BLOCK: pd.DataFrame(optics), PARTICLES_BLOCK: out}, tmp, overwrite=True)
     return path
