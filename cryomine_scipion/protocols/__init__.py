@@ -8,6 +8,7 @@ from cryomine_scipion.protocols.protocol_extract import ProtCryomineExtract  # n
 from cryomine_scipion.protocols.protocol_import_dynamo import ProtCryomineImportDynamoTable  # noqa: F401
 from cryomine_scipion.protocols.protocol_import_imod import ProtCryomineImportImodCoordinates  # noqa: F401
 from cryomine_scipion.protocols.protocol_import_relion import ProtCryomineImportRelionStar  # noqa: F401
+from cryomine_scipion.protocols.protocol_import_relion5 import ProtCryomineImportRelion5  # noqa: F401
 from cryomine_scipion.protocols.protocol_mra import ProtCryomineMultiRefClassify  # noqa: F401
 from cryomine_scipion.protocols.protocol_segment import ProtCryomineSegment  # noqa: F401
 from cryomine_scipion.protocols.protocol_simulate import ProtCryomineSimulate  # noqa: F401

@@ -1,4 +1,4 @@
-"""Export aligned subtomograms or classes to RELION STAR and Dynamo .tbl files."""
+"""Export aligned subtomograms or classes to RELION 3.1/4 STAR, RELION 5 and Dynamo .tbl files."""
 
 import os
 
@@ -8,13 +8,18 @@ from pyworkflow.protocol import params
 from cryomine_core.errors import CryomineError
 from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_write_text
+from cryomine_core.io.convert import Relion5Options, relion5_companions, write_particles
 from cryomine_core.io.dynamo import write_dynamo_table
 from cryomine_core.io.formats import table_to_dynamo
 from cryomine_core.io.relion import write_relion_star
+from cryomine_core.io.relion5 import ORIENTATIONS
 from cryomine_scipion.convert_formats import subtomogramsToExportTable
 from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
 
 RELION_STAR = "particles.star"
+RELION5_DIR = "relion5"
+RELION5_STAR = "particles.star"
+HANDS = (-1.0, 1.0)
 DYNAMO_DIR = "dynamo"
 DYNAMO_TBL = "particles.tbl"
 DYNAMO_VLL = "tomograms.vll"
@@ -24,9 +29,15 @@ BASE_DYNAMO, BASE_SCIPION = 0, 1
 class ProtCryomineExportParticles(ProtCryomineBase):
     """Write aligned subtomograms, or the subtomograms of classes, as RELION and Dynamo tables.
 
-    RELION: particles.star with an optics block (voxel size, 3-D images) and a particles block
-    (rlnTomoName, rlnImageName, rlnCoordinateX/Y/Z, rlnAngleRot/Tilt/Psi, rlnOriginX/Y/ZAngst,
-    rlnClassNumber, rlnTomoParticleId; CryoMine's tilt range and item id are kept as extra columns).
+    RELION: particles.star with an optics block (voltage, Cs and amplitude contrast of the set's
+    acquisition, voxel size, box size, 3-D images) and a particles block (rlnTomoName, rlnImageName,
+    rlnCoordinateX/Y/Z, rlnAngleRot/Tilt/Psi, rlnOriginX/Y/ZAngst, rlnClassNumber, rlnTomoParticleId;
+    CryoMine's tilt range and item id are kept as extra columns).
+
+    RELION 5: relion5/particles.star (positions in Å from each tomogram's centre), relion5/
+    particles_tomograms.star (each tomogram's bin-1 size, tilt-series pixel size, binning and
+    handedness, from the tomogram files' headers) and relion5/particles_optimisation_set.star naming
+    both, for RELION 5, Warp/M and scipion-em-reliontomo.
 
     Dynamo: dynamo/particles.tbl (tag = Scipion item id, shifts, tdrot/tilt/narot, tilt range, tomogram
     number, class, position) and tomograms.vll (line N is tomogram number N). Optionally the particle
@@ -49,6 +60,27 @@ class ProtCryomineExportParticles(ProtCryomineBase):
                            "subtomogram classes (every member is written with its class number).")
         form.addParam("writeRelion", params.BooleanParam, default=True, label="Write RELION STAR?",
                       help="Write particles.star (RELION 3.1/4 particle columns, origins in Å).")
+        form.addParam("writeRelion5", params.BooleanParam, default=False, label="Write RELION 5 files?",
+                      help="Write relion5/particles.star (centred coordinates in Å), the tomograms file and an "
+                           "optimisation set, for RELION 5 tomography, Warp/M and reliontomo. Needs the "
+                           "subtomograms' coordinates and tomogram files (subtomograms extracted from tomograms).")
+        form.addParam("tiltSeriesPixelSize", params.FloatParam, allowsNull=True, default=None,
+                      condition="writeRelion5", label="Tilt-series pixel size (Å, optional)",
+                      help="Å per pixel of the unbinned tilt series. RELION 5 measures positions and tomogram "
+                           "sizes in these pixels; the binning written is the tomogram voxel size over this. "
+                           "Empty: the tomograms' voxel size (binning 1).")
+        form.addParam("hand", params.EnumParam, choices=["-1", "1"], default=0, condition="writeRelion5",
+                      display=params.EnumParam.DISPLAY_HLIST, label="Handedness (rlnTomoHand)",
+                      help="RELION's handedness of the tomograms: the sign of the defocus change through the "
+                           "sample. -1 is RELION's default; it does not move particles.")
+        # the choices, in the order of cryomine_core.io.relion5.ORIENTATIONS ("subtomogram", "particle")
+        form.addParam("relion5Orientation", params.EnumParam, choices=["oriented picks", "refined particles"],
+                      default=0, condition="writeRelion5", display=params.EnumParam.DISPLAY_HLIST,
+                      label="RELION 5 poses as",
+                      help="'oriented picks': the rotation in rlnTomoSubtomogramRot/Tilt/Psi and the shift folded "
+                           "into the position (what reliontomo's coordinate import reads). 'refined particles': "
+                           "the rotation in rlnAngleRot/Tilt/Psi and the shift in rlnOriginX/Y/ZAngst. RELION 5 "
+                           "reads both as the same pose.")
         form.addParam("writeDynamo", params.BooleanParam, default=True, label="Write Dynamo table?",
                       help="Write dynamo/particles.tbl and tomograms.vll.")
         form.addParam("positionBase", params.EnumParam, choices=["Dynamo (from 1)", "scipion-em-dynamo (from 0)"],
@@ -91,7 +123,9 @@ class ProtCryomineExportParticles(ProtCryomineBase):
     def _write(self, df, folder):
         written = []
         if self.writeRelion.get():
-            written.append(str(write_relion_star(os.path.join(folder, RELION_STAR), df)))
+            written.append(str(write_relion_star(os.path.join(folder, RELION_STAR), df, **self._optics())))
+        if self.writeRelion5.get():
+            written += self._writeRelion5(df, os.path.join(folder, RELION5_DIR, RELION5_STAR))
         if self.writeDynamo.get():
             tomoNames = sorted(set(df[T.TOMO].astype(str))) if T.TOMO in df.columns else []
             numbers = {name: i for i, name in enumerate(tomoNames, start=1)}
@@ -111,6 +145,36 @@ class ProtCryomineExportParticles(ProtCryomineBase):
                     os.symlink(os.path.abspath(image), link)
         return written
 
+    def _optics(self):
+        """Voltage, Cs and amplitude contrast of the input's acquisition (RELION's usual values where unset)."""
+        inputSet = self.inputParticles.get()
+        images = inputSet.getImages() if hasattr(inputSet, "getImages") else inputSet
+        acq = images.getAcquisition() if hasattr(images, "getAcquisition") else None
+        values = {}
+        if acq is not None:
+            for key, getter in (("voltage_kv", "getVoltage"), ("cs_mm", "getSphericalAberration"),
+                                ("amplitude_contrast", "getAmplitudeContrast")):
+                value = getattr(acq, getter)()
+                if value is not None and value > 0:
+                    values[key] = float(value)
+        return values
+
+    def _writeRelion5(self, df, path):
+        if T.TOMO not in df.columns or not all(c in df.columns for c in T.COORDS):
+            raise ValueError("RELION 5 needs each particle's tomogram and position: these subtomograms have no "
+                             "coordinates. Export subtomograms extracted from coordinates.")
+        files = {name: self._tomoFile(name) for name in sorted(set(df[T.TOMO].astype(str)))}
+        missing = [name for name, file in files.items() if not os.path.exists(file)]
+        if missing:
+            raise ValueError(f"RELION 5 needs the tomograms' sizes, and the tomogram file of {missing[:3]} is not "
+                             "known or not found. Export subtomograms extracted from tomograms.")
+        out = df.assign(**{T.TOMO_FILE: df[T.TOMO].astype(str).map(files)})
+        options = Relion5Options(tilt_series_pixel_size=self.tiltSeriesPixelSize.get() or None,
+                                 hand=HANDS[self.hand.get()],
+                                 orientation=ORIENTATIONS[self.relion5Orientation.get()])
+        write_particles(out, path, "relion5", relion5=options)
+        return [path, *(str(p) for p in relion5_companions(path))]
+
     def _tomoFile(self, name):
         """The tomogram file of a tsId, as the input subtomograms name it (else the tsId itself)."""
         if not hasattr(self, "_tomoFiles"):
@@ -125,8 +189,11 @@ class ProtCryomineExportParticles(ProtCryomineBase):
     # -------------------------- INFO functions -------------------------------
     def _validate(self):
         errors = []
-        if not self.writeRelion.get() and not self.writeDynamo.get():
-            errors.append("Choose at least one format: RELION STAR or Dynamo table.")
+        if not (self.writeRelion.get() or self.writeRelion5.get() or self.writeDynamo.get()):
+            errors.append("Choose at least one format: RELION STAR, RELION 5 or Dynamo table.")
+        pixel = self.tiltSeriesPixelSize.get()
+        if self.writeRelion5.get() and pixel is not None and pixel <= 0:
+            errors.append("'Tilt-series pixel size' must be a positive number of Å (or empty).")
         inputSet = self.inputParticles.get()
         if inputSet is not None and inputSet.getSize() == 0:
             errors.append("The input is empty: give aligned subtomograms or non-empty classes.")
@@ -146,4 +213,5 @@ class ProtCryomineExportParticles(ProtCryomineBase):
     def _methods(self):
         if getattr(self, "exported", None) is None:
             return []
-        return ["Particle orientations were exported to RELION STAR and/or Dynamo table format with CryoMine."]
+        return ["Particle orientations were exported to RELION STAR, RELION 5 and/or Dynamo table format with "
+                "CryoMine."]
