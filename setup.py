@@ -26,6 +26,9 @@ CORE_REQUIRES = [
     # the teamtomo packages CryoMine imports (declare what is imported, import what is declared)
     "torch-ctf>=0.6",
     "torch-grid-utils>=0.6",
+    # copick projects (CZ cryoET data portal layout); 1.3 and later need numpy>=2 and mrcfile>=1.5.4,
+    # which Scipion's pins exclude, so the 1.2 series
+    "copick>=1.2,<1.3",
 ]
 # The Scipion plugin needs Scipion itself (normally already present in Scipion's environment).
 SCIPION_REQUIRES = ["scipion-pyworkflow>=3.11", "scipion-em>=3.11", "scipion-em-tomo>=3.12"]

@@ -1,4 +1,4 @@
-"""Particle files of one format to another: CryoMine tables, RELION 3/4 and RELION 5 STAR, Dynamo .tbl, IMOD .mod.
+"""Particle files of one format to another: CryoMine tables, RELION 3/4 and 5 STAR, Dynamo, IMOD, copick.
 
 The conventions of each format live in :mod:`cryomine_core.io.formats`, :mod:`cryomine_core.io.relion`
 and :mod:`cryomine_core.io.relion5`; this module reads a file of any of them into a CryoMine particle
@@ -21,11 +21,27 @@ from cryomine_core.io import table as T
 
 log = logging.getLogger("cryomine")
 
-__all__ = ["FORMATS", "WRITABLE", "Relion5Options", "relion5_companions", "read_particles", "write_particles",
-           "convert_particles"]
+__all__ = ["FORMATS", "WRITABLE", "CopickOptions", "Relion5Options", "relion5_companions", "read_particles",
+           "write_particles", "convert_particles"]
 
-FORMATS = ("cryomine", "relion", "relion5", "dynamo", "imod")
-WRITABLE = ("cryomine", "relion", "relion5", "dynamo")
+FORMATS = ("cryomine", "relion", "relion5", "dynamo", "imod", "copick")
+WRITABLE = ("cryomine", "relion", "relion5", "dynamo", "copick")
+
+
+@dataclass(frozen=True)
+class CopickOptions:
+    """Which picks of a copick project are read, and whose picks are written (:mod:`cryomine_core.io.copick_project`).
+
+    Attributes:
+        user_id, session_id: reading: only these (None: all); writing: required.
+        objects: reading: only these pickable objects (None: every particle object).
+        runs: reading: only these runs (None: all).
+    """
+
+    user_id: str | None = None
+    session_id: str | None = None
+    objects: tuple[str, ...] | None = None
+    runs: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,7 +73,7 @@ def relion5_companions(path: str | os.PathLike) -> tuple[Path, Path]:
 
 def read_particles(path: str | os.PathLike, source: str, *, voxel_size: float | None = None,
                    tomo_name: str | None = None, dynamo_index_base: int = 1,
-                   tomograms: str | os.PathLike | None = None) -> pd.DataFrame:
+                   tomograms: str | os.PathLike | None = None, copick: CopickOptions | None = None) -> pd.DataFrame:
     """A CryoMine particle table from ``path`` in format ``source`` (:data:`FORMATS`).
 
     ``voxel_size`` (Å) is required for Dynamo and IMOD input (they do not store it) and overrides
@@ -65,7 +81,9 @@ def read_particles(path: str | os.PathLike, source: str, *, voxel_size: float | 
     the voxel size of the tomograms the coordinates should refer to (default: the reconstructions of
     the tomograms file). ``tomo_name`` sets ``rlnTomoName`` of every row. ``dynamo_index_base``: 1
     for Dynamo's positions, 0 for scipion-em-dynamo's. ``tomograms``: RELION 5's ``tomograms.star``
-    (RELION 5 input only; default: the one an optimisation set names).
+    (RELION 5 input only; default: the one an optimisation set names). A copick ``path`` is the
+    project's configuration file; ``voxel_size`` (required) is the tomograms' and ``copick`` filters
+    the picks.
     """
     from cryomine_core.io.dynamo import read_dynamo_table
     from cryomine_core.io.formats import dynamo_to_table, read_imod_coordinates
@@ -78,7 +96,7 @@ def read_particles(path: str | os.PathLike, source: str, *, voxel_size: float | 
         raise TableError(f"--voxel-size {voxel_size:g}: give the voxel size in Å (> 0).")
     if tomograms is not None and source != "relion5":
         raise TableError(f"--tomograms is read with RELION 5 input only (this input is '{source}').")
-    if source in ("dynamo", "imod") and voxel_size is None:
+    if source in ("dynamo", "imod", "copick") and voxel_size is None:
         raise TableError(f"{path}: --voxel-size is required for {source} input (the file does not store it).")
     if source == "cryomine":
         df = T.read_table(path, require=())
@@ -91,6 +109,13 @@ def read_particles(path: str | os.PathLike, source: str, *, voxel_size: float | 
         df = read_relion_star(path, voxel_size=voxel_size)
     elif source == "relion5":
         df = read_relion5_particles(path, tomograms, voxel_size=voxel_size)
+    elif source == "copick":
+        from cryomine_core.io.copick_project import read_copick_picks
+
+        options = copick or CopickOptions()
+        df = read_copick_picks(path, voxel_size=voxel_size, user_id=options.user_id, session_id=options.session_id,
+                               objects=list(options.objects) if options.objects else None,
+                               runs=list(options.runs) if options.runs else None)
     elif source == "dynamo":
         df = dynamo_to_table(read_dynamo_table(path), voxel_size=voxel_size, index_base=dynamo_index_base,
                              source=str(path))
@@ -105,13 +130,14 @@ def read_particles(path: str | os.PathLike, source: str, *, voxel_size: float | 
 
 
 def write_particles(df: pd.DataFrame, path: str | os.PathLike, target: str, *, dynamo_index_base: int = 1,
-                    relion5: Relion5Options | None = None) -> None:
+                    relion5: Relion5Options | None = None, copick: CopickOptions | None = None) -> None:
     """Write the particle table ``df`` to ``path`` in format ``target`` (:data:`WRITABLE`), atomically.
 
     A Dynamo table needs particle positions: a table without ``rlnCoordinateX/Y/Z`` is refused
     (Dynamo would read every particle at the origin of tomogram 0). RELION 5 writes three files:
     the particles at ``path`` and, beside them, the tomograms file and the optimisation set naming
-    both (:func:`relion5_companions`).
+    both (:func:`relion5_companions`). copick writes picks into the project whose configuration
+    is ``path`` (it must exist), as ``copick.user_id`` / ``copick.session_id``.
     """
     from cryomine_core.io.dynamo import write_dynamo_table
     from cryomine_core.io.formats import table_to_dynamo
@@ -125,6 +151,11 @@ def write_particles(df: pd.DataFrame, path: str | os.PathLike, target: str, *, d
         write_relion_star(path, df)
     elif target == "relion5":
         _write_relion5(df, path, relion5 or Relion5Options())
+    elif target == "copick":
+        from cryomine_core.io.copick_project import write_copick_picks
+
+        options = copick or CopickOptions()
+        write_copick_picks(path, df, user_id=options.user_id, session_id=options.session_id)
     else:
         missing = [c for c in T.COORDS if c not in df.columns]
         if missing:
@@ -166,11 +197,12 @@ def _write_relion5(df: pd.DataFrame, path: str | os.PathLike, options: Relion5Op
 def convert_particles(path: str | os.PathLike, source: str, out: str | os.PathLike, target: str, *,
                       voxel_size: float | None = None, tomo_name: str | None = None,
                       dynamo_index_base: int = 1, tomograms: str | os.PathLike | None = None,
-                      relion5: Relion5Options | None = None) -> int:
+                      relion5: Relion5Options | None = None, copick: CopickOptions | None = None) -> int:
     """Read ``path`` (format ``source``), write ``out`` (format ``target``); return the particle count.
 
     ``tomograms``: a RELION 5 ``tomograms.star``, read with RELION 5 input and written with RELION 5
-    output (unless ``relion5`` names another); ``relion5``: the options of RELION 5 output.
+    output (unless ``relion5`` names another); ``relion5``: the options of RELION 5 output;
+    ``copick``: which picks are read, or whose picks are written.
     """
     if tomograms is not None and "relion5" not in (source, target):
         raise TableError("--tomograms is a RELION 5 file; use it with --from relion5 or --to relion5.")
@@ -178,7 +210,8 @@ def convert_particles(path: str | os.PathLike, source: str, out: str | os.PathLi
     if target == "relion5" and relion5.tomograms is None and tomograms is not None:
         relion5 = replace(relion5, tomograms=str(tomograms))
     df = read_particles(path, source, voxel_size=voxel_size, tomo_name=tomo_name,
-                        dynamo_index_base=dynamo_index_base, tomograms=tomograms if source == "relion5" else None)
-    write_particles(df, out, target, dynamo_index_base=dynamo_index_base, relion5=relion5)
+                        dynamo_index_base=dynamo_index_base, tomograms=tomograms if source == "relion5" else None,
+                        copick=copick)
+    write_particles(df, out, target, dynamo_index_base=dynamo_index_base, relion5=relion5, copick=copick)
     log.info("%s (%s) -> %s (%s): %d particles", path, source, out, target, len(df))
     return len(df)
