@@ -60,7 +60,8 @@ def register(sub) -> None:
     cp.add_argument("--copick-session", default=None,
                     help="reading: only this session's picks; writing: the session id of the picks (required)")
     cp.add_argument("--copick-objects", nargs="+", default=None,
-                    help="reading: only these pickable objects (default: every particle object)")
+                    help="reading: only these pickable objects (default: every particle object); writing: the one "
+                         "object every particle is filed under (default: each particle's class)")
     cp.add_argument("--copick-runs", nargs="+", default=None, help="reading: only these runs (default: all)")
     c.set_defaults(func=run_convert, out_kind="file")
 

@@ -34,7 +34,8 @@ class CopickOptions:
 
     Attributes:
         user_id, session_id: reading: only these (None: all); writing: required.
-        objects: reading: only these pickable objects (None: every particle object).
+        objects: reading: only these pickable objects (None: every particle object); writing: one
+            name files every particle under that object (None: the particles' classes).
         runs: reading: only these runs (None: all).
     """
 
@@ -155,7 +156,11 @@ def write_particles(df: pd.DataFrame, path: str | os.PathLike, target: str, *, d
         from cryomine_core.io.copick_project import write_copick_picks
 
         options = copick or CopickOptions()
-        write_copick_picks(path, df, user_id=options.user_id, session_id=options.session_id)
+        if options.objects and len(options.objects) != 1:
+            raise TableError(f"{path}: writing copick picks, --copick-objects names the one object every particle is "
+                             f"filed under; got {len(options.objects)}.")
+        write_copick_picks(path, df, user_id=options.user_id, session_id=options.session_id,
+                           object_name=options.objects[0] if options.objects else None)
     else:
         missing = [c for c in T.COORDS if c not in df.columns]
         if missing:

@@ -36,10 +36,31 @@ log = logging.getLogger("cryomine")
 __all__ = ["open_project", "read_copick_picks", "write_copick_picks"]
 
 
+def _import_copick_open():
+    """``copick.ops.open.from_file``, imported without losing the caller's logging.
+
+    copick's modules call ``logging.basicConfig(force=True)`` when imported, which closes and removes
+    the root logger's handlers (a Scipion step then dies writing its log: "I/O operation on closed
+    file"). The handlers are taken off before the import and put back after, in place of copick's.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    for handler in handlers:
+        root.removeHandler(handler)
+    try:
+        from copick.ops.open import from_file
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+    return from_file
+
+
 def open_project(config: str | os.PathLike):
     """The copick root of a configuration file (``copick.ops.open.from_file``), with a clear error."""
-    from copick.ops.open import from_file
-
+    from_file = _import_copick_open()
     config = Path(config)
     if not config.exists():
         raise InputFileError(f"{config}: copick configuration not found.")
@@ -112,13 +133,14 @@ def read_copick_picks(config: str | os.PathLike, *, voxel_size: float, user_id: 
     return df
 
 
-def write_copick_picks(config: str | os.PathLike, df: pd.DataFrame, *, user_id: str, session_id: str) -> int:
+def write_copick_picks(config: str | os.PathLike, df: pd.DataFrame, *, user_id: str, session_id: str,
+                       object_name: str | None = None) -> int:
     """Write a table's particles as copick picks of ``user_id`` / ``session_id``; return the count.
 
-    One pick set per run (``rlnTomoName``) and object (``cmClassName``, else the object whose
-    ``label`` is ``rlnClassNumber``); a run the project lacks is created; an existing set of the same
-    object, user and session is replaced. Positions (coordinate - origin, in Å) and rotations are
-    written; translations are zero.
+    One pick set per run (``rlnTomoName``) and object (``object_name`` for every particle when given,
+    else ``cmClassName``, else the object whose ``label`` is ``rlnClassNumber``); a run the project
+    lacks is created; an existing set of the same object, user and session is replaced. Positions
+    (coordinate - origin, in Å) and rotations are written; translations are zero.
     """
     missing = [c for c in (T.TOMO, *T.COORDS, T.VOXEL_SIZE) if c not in df.columns]
     if missing:
@@ -128,7 +150,9 @@ def write_copick_picks(config: str | os.PathLike, df: pd.DataFrame, *, user_id: 
         raise TableError("writing copick picks: give --copick-user and --copick-session (whose picks these are).")
     root = open_project(config)
     objects = {o.name: o for o in root.pickable_objects}
-    if T.CLASS_NAME in df.columns:
+    if object_name:
+        names = pd.Series(object_name, index=df.index)
+    elif T.CLASS_NAME in df.columns:
         names = df[T.CLASS_NAME].astype(str)
     elif T.CLASS in df.columns:
         by_label = {int(o.label): o.name for o in root.pickable_objects if o.label is not None}
@@ -139,7 +163,7 @@ def write_copick_picks(config: str | os.PathLike, df: pd.DataFrame, *, user_id: 
                              "object to the project or give cmClassName.")
     else:
         raise TableError("writing copick picks: the table has no class (cmClassName or rlnClassNumber), so no "
-                         "copick object to file the picks under.")
+                         "copick object to file the picks under: name one (--copick-objects NAME).")
     unknown = sorted(set(names) - set(objects))
     if unknown:
         raise TableError(f"{config}: objects {unknown} are not pickable objects of the project ({sorted(objects)}); "

@@ -116,3 +116,21 @@ def test_formats_convert_copick(tmp_path):
     assert len(back) == 6 and set(back[T.CLASS_NAME]) == {"ribosome"}
     assert main(["formats", "convert", str(config), "--from", "copick", "--to", "cryomine", "--out",
                  str(tmp_path / "x.star")]) == 2  # no --voxel-size
+
+
+def test_opening_a_project_keeps_the_callers_log_handlers(tmp_path):
+    """copick's import reconfigures logging (basicConfig(force=True)); the caller's handlers must survive open."""
+    import logging
+    import subprocess
+    import sys
+
+    code = ("import logging, sys\n"
+            "h = logging.StreamHandler(sys.stdout); logging.getLogger().addHandler(h)\n"
+            "from cryomine_core.io.copick_project import open_project\n"
+            f"open_project({str(_project(tmp_path))!r})\n"
+            "assert logging.getLogger().handlers == [h], logging.getLogger().handlers\n"
+            "logging.getLogger().warning('still logging')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "still logging" in out.stdout
+    assert logging  # the module is used above in the child process

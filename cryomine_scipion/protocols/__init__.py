@@ -5,6 +5,7 @@ from cryomine_scipion.protocols.protocol_base import ProtCryomineBase  # noqa: F
 from cryomine_scipion.protocols.protocol_classify import ProtCryomineClassify  # noqa: F401
 from cryomine_scipion.protocols.protocol_export_particles import ProtCryomineExportParticles  # noqa: F401
 from cryomine_scipion.protocols.protocol_extract import ProtCryomineExtract  # noqa: F401
+from cryomine_scipion.protocols.protocol_import_copick import ProtCryomineImportCopick  # noqa: F401
 from cryomine_scipion.protocols.protocol_import_dynamo import ProtCryomineImportDynamoTable  # noqa: F401
 from cryomine_scipion.protocols.protocol_import_imod import ProtCryomineImportImodCoordinates  # noqa: F401
 from cryomine_scipion.protocols.protocol_import_relion import ProtCryomineImportRelionStar  # noqa: F401

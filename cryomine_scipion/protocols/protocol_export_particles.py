@@ -1,4 +1,4 @@
-"""Export aligned subtomograms or classes to RELION 3.1/4 STAR, RELION 5 and Dynamo .tbl files."""
+"""Export aligned subtomograms or classes to RELION 3.1/4 STAR, RELION 5, Dynamo .tbl files and copick picks."""
 
 import os
 
@@ -8,7 +8,7 @@ from pyworkflow.protocol import params
 from cryomine_core.errors import CryomineError
 from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_write_text
-from cryomine_core.io.convert import Relion5Options, relion5_companions, write_particles
+from cryomine_core.io.convert import CopickOptions, Relion5Options, relion5_companions, write_particles
 from cryomine_core.io.dynamo import write_dynamo_table
 from cryomine_core.io.formats import table_to_dynamo
 from cryomine_core.io.relion import write_relion_star
@@ -81,6 +81,22 @@ class ProtCryomineExportParticles(ProtCryomineBase):
                            "into the position (what reliontomo's coordinate import reads). 'refined particles': "
                            "the rotation in rlnAngleRot/Tilt/Psi and the shift in rlnOriginX/Y/ZAngst. RELION 5 "
                            "reads both as the same pose.")
+        form.addParam("writeCopick", params.BooleanParam, default=False, label="Write copick picks?",
+                      help="Add the particles to a copick project (CZ cryoET data portal layout) as picks: one set "
+                           "per tomogram (run) and class (object), locations in Å, rotations as transformations. "
+                           "Class names must be pickable objects of the project.")
+        form.addParam("copickConfig", params.FileParam, condition="writeCopick", label="copick configuration",
+                      help="The project's configuration .json (its storage receives the picks; runs the project "
+                           "lacks are created).")
+        form.addParam("copickUser", params.StringParam, default="cryomine", condition="writeCopick",
+                      label="copick user id", help="Whose picks these are (a person or a tool name).")
+        form.addParam("copickSession", params.StringParam, default="1", condition="writeCopick",
+                      label="copick session id",
+                      help="Session of the picks; an earlier set of the same object, user and session is replaced.")
+        form.addParam("copickObject", params.StringParam, default="", condition="writeCopick",
+                      label="copick object (optional)",
+                      help="File every particle under this pickable object. Empty: each particle's class number is "
+                           "matched to an object's label (classes, or subtomograms with a class).")
         form.addParam("writeDynamo", params.BooleanParam, default=True, label="Write Dynamo table?",
                       help="Write dynamo/particles.tbl and tomograms.vll.")
         form.addParam("positionBase", params.EnumParam, choices=["Dynamo (from 1)", "scipion-em-dynamo (from 0)"],
@@ -115,6 +131,12 @@ class ProtCryomineExportParticles(ProtCryomineBase):
         try:
             for folder in folders:
                 written += self._write(df, folder)
+            if self.writeCopick.get():
+                options = CopickOptions(user_id=self.copickUser.get(), session_id=self.copickSession.get(),
+                                        objects=(self.copickObject.get(),) if self.copickObject.get() else None)
+                write_particles(df, self.copickConfig.get(), "copick", copick=options)
+                written.append(f"copick {self.copickConfig.get()} (user {options.user_id}, session "
+                               f"{options.session_id})")
         except CryomineError as exc:
             raise ValueError(str(exc)) from exc
         self.exported = String(";".join(written))
@@ -189,8 +211,13 @@ class ProtCryomineExportParticles(ProtCryomineBase):
     # -------------------------- INFO functions -------------------------------
     def _validate(self):
         errors = []
-        if not (self.writeRelion.get() or self.writeRelion5.get() or self.writeDynamo.get()):
-            errors.append("Choose at least one format: RELION STAR, RELION 5 or Dynamo table.")
+        if not (self.writeRelion.get() or self.writeRelion5.get() or self.writeDynamo.get() or self.writeCopick.get()):
+            errors.append("Choose at least one format: RELION STAR, RELION 5, Dynamo table or copick.")
+        if self.writeCopick.get():
+            if not self.copickConfig.get() or not os.path.exists(self.copickConfig.get()):
+                errors.append("'copick configuration' not found: give the project's .json file.")
+            if not self.copickUser.get() or not self.copickSession.get():
+                errors.append("Give the copick user id and session id of the picks.")
         pixel = self.tiltSeriesPixelSize.get()
         if self.writeRelion5.get() and pixel is not None and pixel <= 0:
             errors.append("'Tilt-series pixel size' must be a positive number of Å (or empty).")
@@ -213,5 +240,5 @@ class ProtCryomineExportParticles(ProtCryomineBase):
     def _methods(self):
         if getattr(self, "exported", None) is None:
             return []
-        return ["Particle orientations were exported to RELION STAR, RELION 5 and/or Dynamo table format with "
+        return ["Particle orientations were exported to RELION STAR, RELION 5, Dynamo table and/or copick format with "
                 "CryoMine."]

@@ -22,6 +22,8 @@ def test_import_export_protocols_sit_in_tomo_sections():
     paths = dict(_tree_paths(ProtocolTreeConfig.load(Domain, pw.Config.SCIPION_PROTOCOLS)["Tomography"]))
     assert paths["ProtCryomineImportRelionStar"][-2] == "Imports"
     assert paths["ProtCryomineImportDynamoTable"][-2] == "Imports"
+    assert paths["ProtCryomineImportRelion5"][-2] == "Imports"
+    assert paths["ProtCryomineImportCopick"][-2] == "Imports"
     assert paths["ProtCryomineImportImodCoordinates"][-3:-1] == ("Particles", "Picking")
     assert paths["ProtCryomineExportParticles"][-2] == "Exports"
 

@@ -1,12 +1,15 @@
-"""Headless Scipion workflow: RELION 5 particles in, a CryoMine protocol on them, RELION 5 out.
+"""Headless Scipion workflow: RELION 5 and copick particles in, a CryoMine protocol on them, RELION 5 and copick out.
 
 A RELION 5 project is written by CryoMine's core (optimisation set, particles with centred Å
 coordinates and subtomogram angles, tomograms.star at a tilt-series pixel size 4 times finer than
 the tomograms); "import particles from RELION 5" puts them on the imported tomograms (positions and
 matrices checked item by item), CryoMine's extraction cuts subtomograms at those coordinates, and the
-export writes RELION 5 files that read back to the same positions.
+export writes RELION 5 files that read back to the same positions. The same particles as copick
+picks of a project built in the test folder are imported onto the tomograms, and the extracted
+subtomograms are exported back into the project as another user's picks.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
 from cryomine_core.geometry import pose_to_scipion_matrix, random_rotations, rotation_to_relion_eulers  # noqa: E402
 from cryomine_core.io import table as T  # noqa: E402
+from cryomine_core.io.copick_project import read_copick_picks, write_copick_picks  # noqa: E402
 from cryomine_core.io.mrc import write_mrc  # noqa: E402
 from cryomine_core.io.relion5 import (  # noqa: E402
     read_relion5_particles,
@@ -51,6 +55,13 @@ def _project(folder: Path):
     particles = write_relion5_particles(relion / "Refine3D" / "particles.star", df, tomos)
     tomo_file = write_tomograms_star(relion / "Tomograms" / "tomograms.star", tomos)
     write_optimisation_set(relion / "Refine3D" / "optimisation_set.star", particles, tomo_file)
+    config = folder / "copick.json"
+    config.write_text(json.dumps({
+        "config_type": "filesystem", "overlay_root": f"local://{folder / 'copick'}",
+        "overlay_fs_args": {"auto_mkdir": True},
+        "pickable_objects": [{"name": "alpha", "is_particle": True, "label": 1, "radius": 60.0},
+                             {"name": "beta", "is_particle": True, "label": 2, "radius": 80.0}]}))
+    write_copick_picks(config, df, user_id="picker", session_id="1")
     return df, pose_to_scipion_matrix(rot, torch.zeros(N, 3, dtype=torch.float64)).numpy()
 
 
@@ -66,6 +77,7 @@ class TestCryomineRelion5(BaseTest):
         from cryomine_scipion.protocols import (
             ProtCryomineExportParticles,
             ProtCryomineExtract,
+            ProtCryomineImportCopick,
             ProtCryomineImportRelion5,
         )
 
@@ -92,6 +104,20 @@ class TestCryomineRelion5(BaseTest):
             self.assertTrue(np.allclose(coord.getMatrix()[:3, :3], matrices[i][:3, :3], atol=1e-6), f"particle {i}")
             self.assertEqual(coord.getGroupId(), truth[T.CLASS].iloc[i])
 
+        picks = self.newProtocol(ProtCryomineImportCopick, configFile=str(data / "copick.json"), userId="picker",
+                                 boxSize=BOX)
+        picks.inputTomograms.set(importTomos)
+        picks.inputTomograms.setExtended("Tomograms")
+        self.launchProtocol(picks)
+        got = sorted((c.getTomoId(), c.getGroupId(), *np.round(c.getPosition(BOTTOM_LEFT_CORNER), 3))
+                     for c in picks.coordinates.iterCoordinates())
+        want = sorted((r[T.TOMO], r[T.CLASS], *np.round(r[list(T.COORDS)].to_numpy(float), 3))
+                      for _, r in truth.iterrows())
+        self.assertEqual(len(got), N)
+        for g, w in zip(got, want):
+            self.assertEqual(g[:2], w[:2])
+            self.assertTrue(np.allclose(g[2:], w[2:], atol=2e-3), f"{g} != {w}")
+
         extract = self.newProtocol(ProtCryomineExtract, boxSize=BOX, edgeMode=1)
         extract.inputCoordinates.set(imp)
         extract.inputCoordinates.setExtended("coordinates")
@@ -100,7 +126,9 @@ class TestCryomineRelion5(BaseTest):
         self.assertEqual(subtomos.getSize(), N)
 
         export = self.newProtocol(ProtCryomineExportParticles, writeRelion=False, writeDynamo=False,
-                                  writeRelion5=True, tiltSeriesPixelSize=TS_PIXEL)
+                                  writeRelion5=True, tiltSeriesPixelSize=TS_PIXEL, writeCopick=True,
+                                  copickConfig=str(data / "copick.json"), copickUser="cryomine", copickSession="2",
+                                  copickObject="beta")
         export.inputParticles.set(extract)
         export.inputParticles.setExtended("subtomograms")
         self.launchProtocol(export)
@@ -110,3 +138,7 @@ class TestCryomineRelion5(BaseTest):
         got = sorted(map(tuple, np.round(back[list(T.COORDS)].to_numpy(float), 2)))
         expected = sorted(map(tuple, np.round(truth[list(T.COORDS)].to_numpy(float), 2)))
         self.assertTrue(np.allclose(got, expected, atol=0.02), f"{got} != {expected}")
+        exported = read_copick_picks(data / "copick.json", voxel_size=VOXEL, user_id="cryomine")
+        self.assertEqual(set(exported[T.CLASS_NAME]), {"beta"})  # extraction keeps no class: all filed as 'beta'
+        got = sorted(map(tuple, np.round(exported[list(T.COORDS)].to_numpy(float), 2)))
+        self.assertTrue(np.allclose(got, expected, atol=0.02), f"copick: {got} != {expected}")
