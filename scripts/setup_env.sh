@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create (or refresh) the project's virtual environment: .venv beside this repository.
 # Installs CryoMine with its Scipion and test dependencies under constraints.txt (Scipion's pins),
-# and Xvfb for the GUI tests when running as root on Debian/Ubuntu. Re-running is cheap: the
+# and, when running as root on Debian/Ubuntu, Xvfb for the GUI tests and RELION (Debian's relion
+# package) for the test that has RELION read CryoMine's export. Re-running is cheap: the
 # install is skipped while setup.py and constraints.txt are unchanged.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,6 +29,16 @@ if ! command -v Xvfb >/dev/null 2>&1; then
       || echo "[setup] could not install xvfb: GUI tests will be skipped"
   else
     echo "[setup] Xvfb not found: GUI tests will be skipped (install it with: sudo apt-get install xvfb)"
+  fi
+fi
+if ! command -v relion_reconstruct >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] installing Debian's relion for the RELION export test"
+    (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq relion >/dev/null 2>&1 \
+      || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq relion >/dev/null)) \
+      || echo "[setup] could not install relion: the RELION export test will be skipped"
+  else
+    echo "[setup] relion_reconstruct not found: the RELION export test will be skipped (sudo apt-get install relion)"
   fi
 fi
 echo "[setup] environment ready: $VENV"
