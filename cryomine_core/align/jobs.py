@@ -219,15 +219,20 @@ def _write_metrics(out: Path, metrics: dict) -> None:
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
 
 
+REFINE_CHECKPOINT = "checkpoint.pt"
+
+
 def run_refine(table: str | Path, out_dir: str | Path, *, reference: str | Path | None = None,
                mask: str | Path | None = None, symmetry: str = "C1", iterations: int = 4,
                angular_step: float = 12.0, max_shift: float = 4.0, lowpass_angstrom: float | None = None,
                tilt_range: tuple[float, float] | None = None, device: str = "auto", seed: int = 0,
-               invert_reference: bool = False, contrast: str = "check") -> dict:
+               invert_reference: bool = False, contrast: str = "check", resume: bool = False) -> dict:
     """``cryomine align refine``: gold-standard refinement (reference-free unless ``reference``).
 
     Writes ``particles.star``, ``average.mrc``, ``half1.mrc``, ``half2.mrc``, ``metrics.json``,
     ``fsc.png``, ``slices.png``, ``orientations.png`` into ``out_dir``; returns the metrics.
+    The state after each iteration is kept in ``out_dir/checkpoint.pt`` until the results are
+    written; ``resume`` continues from it (same inputs and settings) to the uninterrupted result.
     A given reference is multiplied by -1 with ``invert_reference`` and then checked against the
     particles' contrast (:func:`prepare_reference`; ``contrast``: check, auto or off); the outcome
     is ``contrast_check`` in the metrics (None without a reference).
@@ -255,9 +260,11 @@ def run_refine(table: str | Path, out_dir: str | Path, *, reference: str | Path 
         log.info("keeping the table's half sets (%s)", T.HALF_SET)
     settings = RefineSettings(iterations=int(iterations), search=search, lowpass_angstrom=lowpass_angstrom, mask=msk,
                               seed=int(seed))
-    res: RefineResult = refine(ps.volumes, ps.tilt, ps.voxel_size, ref, settings, half_sets=halves)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / REFINE_CHECKPOINT
+    res: RefineResult = refine(ps.volumes, ps.tilt, ps.voxel_size, ref, settings, half_sets=halves,
+                               checkpoint=checkpoint, resume=resume)
     write_aligned_table(out, ps.table, res.rotations, res.shifts, ps.voxel_size, res.scores, res.failed, res.half_sets)
     write_mrc(out / "average.mrc", res.average.cpu().numpy(), ps.voxel_size)
     write_mrc(out / "half1.mrc", res.half_maps[0].cpu().numpy(), ps.voxel_size)
@@ -287,6 +294,7 @@ def run_refine(table: str | Path, out_dir: str | Path, *, reference: str | Path 
     plot_slices(out / "slices.png", res.average.cpu().numpy(),
                 f"average of {len(ps.table) - int(res.failed.sum())} particles ({res.resolution_0143:.1f} Å)")
     plot_orientations(out / "orientations.png", res.rotations[~res.failed].cpu().numpy())
+    checkpoint.unlink(missing_ok=True)  # the results are written: nothing left to resume
     log.info("wrote %s: resolution %.1f Å (FSC 0.143), %.1f Å (0.5); %d failed", out, res.resolution_0143,
              res.resolution_05, metrics["n_failed"])
     return metrics

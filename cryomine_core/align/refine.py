@@ -23,13 +23,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
 from cryomine_core.align.average import FourierAverager
+from cryomine_core.align.checkpoint import load_checkpoint, particles_digest, save_checkpoint
 from cryomine_core.align.reference import SearchReference
 from cryomine_core.align.scoring import soft_sphere_mask
 from cryomine_core.align.search import AlignmentResult, SearchSettings, align_particles
@@ -280,9 +282,27 @@ def _band_search(base: SearchSettings, f: float) -> SearchSettings:
     return replace(base, f_max=f, coarse_f_max=min(base.coarse_f_max, f))
 
 
+CHECKPOINT_JOB = "cryomine align refine"
+
+
+def _fingerprint(particles, tilt, voxel_size, reference, settings: RefineSettings, halves) -> dict:
+    """What determines a refinement's result, to check a checkpoint against before resuming."""
+    search = {k: v for k, v in asdict(settings.search).items() if isinstance(v, (int, float, str, type(None)))}
+    return {"n_particles": int(particles.shape[0]), "box": int(particles.shape[-1]), "voxel_size": float(voxel_size),
+            "particles": particles_digest(particles), "tilt": particles_digest(tilt[:, None, None, :]),
+            "reference": None if reference is None else particles_digest(reference[None]),
+            "mask": None if settings.mask is None else particles_digest(settings.mask[None]),
+            "half_sets": None if halves is None else particles_digest(halves.double()[:, None, None, None]),
+            "search": sorted(search.items()), "lowpass_angstrom": settings.lowpass_angstrom,
+            "initial_f": settings.initial_f, "start_iterations": settings.start_iterations,
+            "start_subset": settings.start_subset, "guard_fraction": settings.guard_fraction,
+            "lowpass_to_fsc": settings.lowpass_to_fsc, "seed": settings.seed}
+
+
 def refine(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float,
            reference: torch.Tensor | None = None, settings: RefineSettings | None = None,
-           half_sets: torch.Tensor | None = None) -> RefineResult:
+           half_sets: torch.Tensor | None = None, checkpoint: str | os.PathLike | None = None,
+           resume: bool = False) -> RefineResult:
     """Gold-standard refinement of particles ``(B, N, N, N)`` with tilt ranges ``(B, 2)`` (degrees).
 
     Args:
@@ -292,6 +312,9 @@ def refine(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float
         reference: optional starting reference ``(N, N, N)``; None builds a reference-free start.
         settings: refinement settings.
         half_sets: optional ``(B,)`` split (values 1/2) to keep; default a random balanced split.
+        checkpoint: file for the state after each iteration (:mod:`.checkpoint`); None: none kept.
+        resume: continue from ``checkpoint`` (made with the same inputs and settings; more
+            ``iterations`` may be asked for) to the uninterrupted run's result.
 
     Returns:
         :class:`RefineResult`.
@@ -320,21 +343,35 @@ def refine(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float
     f0 = min(settings.initial_f, f_cap)
 
     t0 = time.perf_counter()
-    if reference is None:
-        start, start_cov = reference_free_start(particles, tilt, settings, rng)
-    else:
-        start, start_cov = _band_limit(reference.to(dev).float(), f0), None
-    refs = [start, start]
-    covs = [start_cov, start_cov]
+    fingerprint = _fingerprint(particles, tilt, voxel_size, reference, settings, half_sets) if checkpoint else None
     f_align = min(max(f0 * 1.5, 0.15), f_cap)
     f_shared = max(f0, f_align)  # the halves share the common start and the first iteration's registration
-    history = []
-    rot = torch.zeros((b, 3, 3), device=dev)
-    shifts = torch.zeros((b, 3), device=dev)
-    scores = torch.zeros(b, device=dev)
-    failed = torch.zeros(b, dtype=torch.bool, device=dev)
+    done = 0
+    if resume:
+        if checkpoint is None:
+            raise CryomineError("resume asked for but no checkpoint file given.")
+        done, st = load_checkpoint(checkpoint, CHECKPOINT_JOB, fingerprint, dev)
+        if done >= settings.iterations:
+            raise CryomineError(f"{checkpoint}: the checkpoint is after iteration {done}, the run asks for "
+                                f"{settings.iterations}; ask for more --iterations or run without --resume.")
+        refs, covs, f_align = [st["ref1"], st["ref2"]], [st.get("cov1"), st.get("cov2")], float(st["f_align"])
+        rot, shifts, scores, failed, halves = st["rot"], st["shifts"], st["scores"], st["failed"], st["halves"]
+        history = list(st["history"])
+        log.info("resuming from %s after iteration %d of %d", checkpoint, done, settings.iterations)
+    else:
+        if reference is None:
+            start, start_cov = reference_free_start(particles, tilt, settings, rng)
+        else:
+            start, start_cov = _band_limit(reference.to(dev).float(), f0), None
+        refs = [start, start]
+        covs = [start_cov, start_cov]
+        history = []
+        rot = torch.zeros((b, 3, 3), device=dev)
+        shifts = torch.zeros((b, 3), device=dev)
+        scores = torch.zeros(b, device=dev)
+        failed = torch.zeros(b, dtype=torch.bool, device=dev)
     result_fsc = None
-    for it in range(1, settings.iterations + 1):
+    for it in range(done + 1, settings.iterations + 1):
         ti = time.perf_counter()
         search = _band_search(settings.search, f_align)
         averager = FourierAverager(n_box, 2, settings.search.symmetry, dev)
@@ -371,6 +408,11 @@ def refine(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float
         f_align = min(max(f_res + 1.0 / n_box, 0.1), f_cap)
         result_fsc = (curve, freqs, r143, r05)
         merged = averager.merged((0, 1), settings.guard_fraction)
+        if checkpoint is not None and it < settings.iterations:
+            state = {"ref1": refs[0], "ref2": refs[1], "f_align": f_align, "rot": rot, "shifts": shifts,
+                     "scores": scores, "failed": failed, "halves": halves, "history": history}
+            state.update({f"cov{h + 1}": covs[h] for h in (0, 1) if covs[h] is not None})
+            save_checkpoint(checkpoint, CHECKPOINT_JOB, fingerprint, it, state)
     if bool(failed.any()):
         log.warning("%d of %d particles failed to align (flagged in the table, left out of the averages): rows %s",
                     int(failed.sum()), b, (failed.nonzero().flatten()[:10] + 1).tolist())

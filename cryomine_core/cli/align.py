@@ -52,6 +52,9 @@ def register(sub) -> None:
                                     "average.mrc, half1.mrc, half2.mrc, metrics.json, fsc.png, slices.png, "
                                     "orientations.png.")
     _common(r)
+    r.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoint.pt (written after each iteration, removed when the results are "
+                        "written) with the same inputs and settings; gives the uninterrupted run's result")
     r.set_defaults(func=_run_refine)
 
     m = cmds.add_parser("mra", help="multi-reference alignment (classification by alignment)",
@@ -85,7 +88,7 @@ def _summary(metrics: dict) -> None:
 def _run_refine(args) -> int:
     from cryomine_core.align.jobs import run_refine
 
-    _summary(run_refine(args.table, args.out, **_search_kwargs(args)))
+    _summary(run_refine(args.table, args.out, resume=args.resume, **_search_kwargs(args)))
     return 0
 
 
