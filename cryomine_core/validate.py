@@ -70,12 +70,17 @@ def check_volume_values(paths: Iterable) -> None:
     or averaged like a particle), naming the file."""
     for path in paths:
         data, _ = read_mrc(path, mmap=True, check_finite=False)
-        finite = np.isfinite(data)
-        if not finite.all():
-            bad = int(np.size(data) - np.count_nonzero(finite))
-            raise InputFileError(f"{path}: {bad} voxel(s) are NaN or infinite. Fix the file (e.g. re-extract the "
-                                 "subtomogram) or remove the item from the set.")
-        if float(np.ptp(data)) == 0.0:
-            raise InputFileError(f"{path}: the volume is constant ({float(data.flat[0]):g} everywhere), no signal; "
-                                 "re-extract it (was its box outside the tomogram?) or remove the item from the set.")
-        del data, finite
+        check_volume_array(data, path)
+        del data
+
+
+def check_volume_array(data: np.ndarray, path) -> None:
+    """Refuse a volume (read from ``path``) with NaN/infinite voxels or one value everywhere, naming the file."""
+    finite = np.isfinite(data)
+    if not finite.all():
+        bad = int(np.size(data) - np.count_nonzero(finite))
+        raise InputFileError(f"{path}: {bad} voxel(s) are NaN or infinite. Fix the file (e.g. re-extract the "
+                             "subtomogram) or remove the item from the set.")
+    if float(np.ptp(data)) == 0.0:
+        raise InputFileError(f"{path}: the volume is constant ({float(data.flat[0]):g} everywhere), no signal; "
+                             "re-extract it (was its box outside the tomogram?) or remove the item from the set.")

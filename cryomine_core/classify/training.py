@@ -156,6 +156,9 @@ def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, mo
         split = stratified_split(labels, test_fraction, val_fraction, seed=cfg.seed)
     else:
         log.info("%s: using the table's own %s column", src, SPLIT)
+    dev = select_device(device)  # an unusable device or box is refused before anything is written
+    seed_everything(cfg.seed)
+    net = build_model(arch, len(names), box, width=width)
     out.mkdir(parents=True, exist_ok=True)
     if not resume:  # a new run: an earlier run's model must not outlive it half-way (kill -9)
         remove_results(out, RESULT_FILES)
@@ -164,9 +167,6 @@ def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, mo
     split_df["cmLabel"] = labels
     T.write_table(out / "split.star", split_df)
 
-    dev = select_device(device)
-    seed_everything(cfg.seed)
-    net = build_model(arch, len(names), box, width=width)
     n_params = count_parameters(net)
     log.info("model %s (width %g): %.2f M parameters, box %s, %d classes %s; split train %d / val %d / test %d",
              arch, width, n_params / 1e6, box, len(names), names, (split == "train").sum(), (split == "val").sum(),

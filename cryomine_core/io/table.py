@@ -117,6 +117,8 @@ def validate_table(df: pd.DataFrame, *, require: tuple[str, ...] = (IMAGE,), sou
             df[col] = values
     if CLASS in df.columns:
         df[CLASS] = df[CLASS].astype(int)
+    if TILT_MIN in df.columns and TILT_MAX in df.columns:  # a swapped or impossible range is never used silently
+        _check_tilt_values(df[[TILT_MIN, TILT_MAX]].to_numpy(dtype=float), source)
 
 
 def write_table(path: str | os.PathLike, df: pd.DataFrame, *, require: tuple[str, ...] = (IMAGE,),
@@ -154,8 +156,12 @@ def tilt_ranges(df: pd.DataFrame, *, source: str = "particle table") -> np.ndarr
                          "table, or, with 'cryomine align' and 'cryomine classify train', pass --tilt-range MIN MAX "
                          "to apply one range to all.")
     ranges = df[[TILT_MIN, TILT_MAX]].to_numpy(dtype=float)
+    _check_tilt_values(ranges, source)
+    return ranges
+
+
+def _check_tilt_values(ranges: np.ndarray, source: str) -> None:
     bad = np.flatnonzero(~((ranges[:, 0] < ranges[:, 1]) & (ranges[:, 0] >= -90) & (ranges[:, 1] <= 90)))
     if bad.size:
         raise TableError(f"{source}: row {bad[0] + 1} has tilt range {tuple(ranges[bad[0]])}; expected "
                          "-90 <= min < max <= 90 degrees.")
-    return ranges

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset, Sampler
 from cryomine_core.errors import CryomineError, InputFileError
 from cryomine_core.fourier.whitening import whiten
 from cryomine_core.io.mrc import read_mrc
+from cryomine_core.validate import check_volume_array
 
 NORMALISATIONS = ("zscore", "whiten", "none")
 
@@ -75,9 +76,7 @@ class VolumeDataset(Dataset):
         if self.box is not None and arr.shape != self.box:
             raise InputFileError(f"{path}: box {arr.shape} differs from {self.box}. Re-extract all subtomograms "
                                  "with one box size.")
-        if not np.isfinite(arr).all():
-            raise InputFileError(f"{path}: {int((~np.isfinite(arr)).sum())} voxel(s) are NaN or infinite. Fix the "
-                                 "file (e.g. re-extract the subtomogram) or remove the item from the set.")
+        check_volume_array(arr, path)  # NaN/inf or constant (no signal): refused, naming the file
         return arr
 
     def __getitem__(self, index: int):
