@@ -9,9 +9,10 @@ by size as below; phantoms of three sizes when no map is there. Vesicles give th
 One simulated tomogram is annotated in at most 10 boxes (one held out for validation); the U-Net
 is trained on them (``train_segmenter``), then the test tomograms are segmented
 (``predict_tomograms``) and grouped into objects (``find_objects``) and evaluated against the
-simulator's ground truth: voxel Dice per class (membrane included), object precision / recall / F1
-per class and pooled over size groups (a prediction counts when its centre falls inside a true
-particle's occupancy, enclosed cavities included, each particle matched once;
+simulator's ground truth: voxel Dice per class (membrane included), the CZII challenge's picking
+score (F-beta 4, a pick within half the particle radius; :mod:`cryomine_core.segment.picking_score`),
+object precision / recall / F1 per class and pooled over size groups (a prediction counts when its
+centre falls inside a true particle's occupancy, enclosed cavities included, each particle matched once;
 ``unfilled_occupancy`` repeats the figures without filling the cavities, the definition used
 before), classification accuracy of the localised objects by the voxel vote and by the sub-volume
 CNN (``compact3d`` pre-trained on sub-volumes at the true centres of separate simulated
@@ -113,6 +114,38 @@ def _evaluate_table(objects_star, sim_dir: Path, tomos, names: list[str], dilate
     return pool_evaluations(evs)
 
 
+def _picking_score(objects_star, sim_dir: Path, tomos, names: list[str], classes=None) -> dict:
+    """The CZII challenge's score (F-beta 4, :mod:`cryomine_core.segment.picking_score`) of the objects' centres.
+
+    Each class's radius is that of a sphere of its particles' mean volume in the true instance maps
+    (the challenge takes it from the project's configuration); coordinates are in voxels.
+    """
+    from cryomine_core.segment.picking_score import picking_score
+
+    objs = T.read_table(objects_star, require=(T.TOMO, *T.COORDS), resolve_paths=False)
+    truth = T.read_table(sim_dir / "particles.star", require=(T.TOMO, *T.COORDS), resolve_paths=False)
+    true_xyz = {n: [] for n in names}
+    picks = {n: [] for n in names}
+    volumes = {n: [] for n in names}
+    for tomo in tomos:
+        stem = tomo.stem
+        sub = objs[(objs[T.TOMO] == stem).to_numpy()]
+        tsub = truth[truth[T.TOMO].map(lambda s: Path(s).stem) == stem]
+        inst, _ = read_mrc(sim_dir / f"instances/{stem}.mrc")
+        sizes = np.bincount(inst.astype(np.int64).ravel())
+        pc = classes[stem] if classes is not None else [names.index(n) for n in sub[T.CLASS_NAME]]
+        for k, name in enumerate(names):
+            rows = tsub[tsub[T.CLASS_NAME] == name]
+            true_xyz[name].append(rows[list(T.COORDS)].to_numpy(float))
+            picks[name].append(sub[list(T.COORDS)].to_numpy(float)[np.asarray(pc) == k])
+            volumes[name] += [int(sizes[i]) for i in rows["cmInstanceId"].astype(int) if 0 < i < len(sizes)]
+    radius = {n: float((3 * np.mean(v) / (4 * np.pi)) ** (1 / 3)) if v else 1.0 for n, v in volumes.items()}
+    score = picking_score(true_xyz, picks, radius)
+    return {"fbeta4": round(score["score"], 4),
+            "fbeta4_per_class": {n: round(r["fbeta"], 4) for n, r in score["per_class"].items()},
+            "radius_voxels": {n: round(r, 2) for n, r in radius.items()}}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--small", action="store_true", help="sizes for a 2-core CPU (< 30 min)")
@@ -200,6 +233,7 @@ def main(argv=None) -> int:
     if membrane:  # |cos| of the membrane normal to the beam; > 0.866: in the missing wedge (+-60 degree tilts)
         result["membrane_recall_by_orientation"] = _membrane_by_orientation(work / "pred", sims["test"], tomos,
                                                                             membrane[0])
+    result["picking_score_voxel_vote"] = _picking_score(work / "objects/objects.star", sims["test"], tomos, names)
     old = _evaluate_table(work / "objects/objects.star", sims["test"], tomos, names, 0, fill=False)
     result["unfilled_occupancy"] = _f1_summary(old, groups)
     if args.dilate:
@@ -236,6 +270,8 @@ def main(argv=None) -> int:
     result["classification_accuracy_cnn"] = pooled["classification_accuracy"]
     result["f1_overall_classwise_cnn"] = pooled["overall"]["f1"]
     result["f1_groups_cnn"] = {g: _pool(pooled["per_class"], members)["f1"] for g, members in groups.items()}
+    result["picking_score_cnn"] = _picking_score(work / "objects/objects.star", sims["test"], tomos, names,
+                                                 cnn_classes)
     if args.dilate:
         dil = _evaluate_table(work / "objects/objects.star", sims["test"], tomos, names, args.dilate, cnn_classes)
         result[f"dilate{args.dilate}"].update(
