@@ -29,8 +29,8 @@ from cryomine_core.align.average import FourierAverager
 from cryomine_core.align.reference import SearchReference
 from cryomine_core.align.refine import (
     RefineSettings,
-    _band_limit,
-    _band_search,
+    band_limit,
+    band_search,
     half_map_fsc,
     reference_free_start,
 )
@@ -192,7 +192,7 @@ def multi_reference_alignment(particles: torch.Tensor, tilt_ranges: torch.Tensor
     history = []
     if references is None:
         start, cov = reference_free_start(particles, tilt, settings, rng)
-        search = _band_search(settings.search, f_align)
+        search = band_search(settings.search, f_align)
         res = align_particles(particles, tilt, SearchReference(start, coverage=cov, mask=mask), search,
                               batch_size=settings.batch_size)
         k_pts, w = half_sphere_points(n_box, f_align, 0.0, device=dev)
@@ -203,16 +203,16 @@ def multi_reference_alignment(particles: torch.Tensor, tilt_ranges: torch.Tensor
             sl = slice(i, i + settings.batch_size)
             avg.add(PaddedSpectrum(particles[sl], pad=search.pad), res.rotations[sl], res.shifts[sl], tilt[sl],
                     classes[sl], ~res.failed[sl])
-        refs = torch.stack([_band_limit(v, f_align) for v in avg.volumes(settings.guard_fraction)])
+        refs = torch.stack([band_limit(v, f_align) for v in avg.volumes(settings.guard_fraction)])
         log.info("MRA seeding: class sizes %s", torch.bincount(classes, minlength=n_classes).tolist())
     else:
         if references.shape[0] != n_classes:
             raise CryomineError(f"{references.shape[0]} references given for {n_classes} classes.")
-        refs = torch.stack([_band_limit(r.to(dev).float(), f0) for r in references])
+        refs = torch.stack([band_limit(r.to(dev).float(), f0) for r in references])
     result: AlignmentResult | None = None
     for it in range(1, settings.iterations + 1):
         ti = time.perf_counter()
-        search = _band_search(settings.search, f_align)
+        search = band_search(settings.search, f_align)
         sref = SearchReference(refs, mask=mask, pad=search.pad)
         result = align_particles(particles, tilt, sref, search, batch_size=settings.batch_size)
         classes = _fix_small_classes(result.reference_index.clone(), result.scores, n_classes)
@@ -222,7 +222,7 @@ def multi_reference_alignment(particles: torch.Tensor, tilt_ranges: torch.Tensor
             avg.add(PaddedSpectrum(particles[sl], pad=search.pad), result.rotations[sl], result.shifts[sl], tilt[sl],
                     classes[sl], ~result.failed[sl])
         vols = avg.volumes(settings.guard_fraction)
-        refs = torch.stack([_band_limit(v, f_align) for v in vols])
+        refs = torch.stack([band_limit(v, f_align) for v in vols])
         sizes = torch.bincount(classes[~result.failed], minlength=n_classes).tolist()
         entry = {"iteration": it, "class_sizes": sizes, "mean_score": float(result.scores[~result.failed].mean()),
                  "n_failed": int(result.failed.sum()), "band_angstrom": voxel_size / f_align,

@@ -180,7 +180,7 @@ def centre_volume(volume: torch.Tensor, f_max: float = 0.1) -> tuple[torch.Tenso
     return shift_volume_fourier(volume, shift), shift
 
 
-def _band_limit(volume: torch.Tensor, f: float) -> torch.Tensor:
+def band_limit(volume: torch.Tensor, f: float) -> torch.Tensor:
     return lowpass(volume, 1.0 / max(f, 1e-3), 1.0, falloff_fftfreq=min(0.05, f / 2))
 
 
@@ -251,12 +251,12 @@ def reference_free_start(particles: torch.Tensor, tilt: torch.Tensor, settings: 
     dev = particles.device
     f0 = settings.initial_f
     seed_index = int(generator.integers(particles.shape[0]))
-    ref = _band_limit(particles[seed_index], f0)
+    ref = band_limit(particles[seed_index], f0)
     ref, _ = centre_volume(ref, min(f0, 0.1))
     cov = missing_wedge_mask((n_box,) * 3, float(tilt[seed_index, 0]), float(tilt[seed_index, 1]), device=dev)
     subset = generator.permutation(particles.shape[0])[: settings.start_subset]
     sub = torch.as_tensor(np.sort(subset), device=dev)
-    search = _band_search(settings.search, f0)
+    search = band_search(settings.search, f0)
     mask = settings.mask if settings.mask is not None else soft_sphere_mask(n_box, device=dev)
     log.info("reference-free start: seed particle %d, %d particles, band %.3f cycles/voxel", seed_index + 1,
              sub.numel(), f0)
@@ -267,7 +267,7 @@ def reference_free_start(particles: torch.Tensor, tilt: torch.Tensor, settings: 
         if bool(res.failed.all()):
             raise CryomineError("reference-free start failed: no particle correlates with the seed. Check the "
                                 "particles (contrast, box) or give a --reference.")
-        ref = _band_limit(averager.volumes(settings.guard_fraction)[0], f0)
+        ref = band_limit(averager.volumes(settings.guard_fraction)[0], f0)
         ref, shift = centre_volume(ref, min(f0, 0.1))
         cov = averager.coverage(settings.guard_fraction)[0]
         log.info("  start round %d/%d: mean score %.4f, re-centred by %.2f voxels", j + 1, settings.start_iterations,
@@ -275,7 +275,7 @@ def reference_free_start(particles: torch.Tensor, tilt: torch.Tensor, settings: 
     return ref, cov
 
 
-def _band_search(base: SearchSettings, f: float) -> SearchSettings:
+def band_search(base: SearchSettings, f: float) -> SearchSettings:
     from dataclasses import replace
 
     f = float(min(max(f, 0.05), 0.5))
@@ -362,7 +362,7 @@ def refine(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float
         if reference is None:
             start, start_cov = reference_free_start(particles, tilt, settings, rng)
         else:
-            start, start_cov = _band_limit(reference.to(dev).float(), f0), None
+            start, start_cov = band_limit(reference.to(dev).float(), f0), None
         refs = [start, start]
         covs = [start_cov, start_cov]
         history = []
@@ -373,7 +373,7 @@ def refine(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float
     result_fsc = None
     for it in range(done + 1, settings.iterations + 1):
         ti = time.perf_counter()
-        search = _band_search(settings.search, f_align)
+        search = band_search(settings.search, f_align)
         averager = FourierAverager(n_box, 2, settings.search.symmetry, dev)
         for h in (1, 2):
             sel = (halves == h).nonzero().flatten()
@@ -393,9 +393,9 @@ def refine(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float
         f_res = last / n_box  # band supported by the FSC (beyond one-shell dips at CTF zeros)
         for h in (0, 1):
             if settings.lowpass_to_fsc:
-                refs[h] = _band_limit(fsc_weighted(half_maps[h], curve, last), f_cap)
+                refs[h] = band_limit(fsc_weighted(half_maps[h], curve, last), f_cap)
             else:
-                refs[h] = _band_limit(half_maps[h], f_align)
+                refs[h] = band_limit(half_maps[h], f_align)
         covs = list(averager.coverage(settings.guard_fraction))
         entry = {"iteration": it, "resolution_0143_A": r143, "resolution_05_A": r05,
                  "band_cycles_per_voxel": round(f_align, 4), "band_angstrom": voxel_size / f_align,

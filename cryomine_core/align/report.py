@@ -16,7 +16,7 @@ from cryomine_core.io.atomic import atomic_path  # noqa: E402
 __all__ = ["plot_fsc", "plot_slices", "plot_orientations", "plot_gallery"]
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
@@ -42,7 +42,7 @@ def plot_fsc(path, frequencies: Sequence[float], curves: dict[str, Sequence[floa
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _central_slices(volume: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -62,7 +62,7 @@ def plot_slices(path, volume: np.ndarray, title: str = "average") -> Path:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_orientations(path, rotations: np.ndarray, title: str = "orientation distribution") -> Path:
@@ -83,7 +83,7 @@ def plot_orientations(path, rotations: np.ndarray, title: str = "orientation dis
     ax.set_ylabel("elevation (deg)")
     ax.set_title(f"{title} ({rot.shape[0]} particles)", fontsize=10)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_gallery(path, volumes: Sequence[np.ndarray], labels: Sequence[str]) -> Path:
@@ -103,4 +103,4 @@ def plot_gallery(path, volumes: Sequence[np.ndarray], labels: Sequence[str]) -> 
         axes[i, 0].set_ylabel(label, fontsize=8)
     fig.suptitle("class averages", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -139,11 +139,11 @@ def _from_array(name: str, spec: str, data: np.ndarray, voxel_in: float, voxel_o
     vol = vol / peak
     radius = support_radius(vol)
     tight = _natural_box(radius)
-    vol = _fit_box(vol, tight if box is None else box)
+    vol = fit_box(vol, tight if box is None else box)
     return Structure(name=name, spec=spec, volume=vol.contiguous(), voxel_size=float(voxel_out), radius=radius)
 
 
-def _fit_box(vol: torch.Tensor, box: int) -> torch.Tensor:
+def fit_box(vol: torch.Tensor, box: int) -> torch.Tensor:
     """Centre-crop or zero-pad a cubic volume to ``box`` keeping voxel ``n // 2`` at ``box // 2``."""
     n = vol.shape[-1]
     if n == box:

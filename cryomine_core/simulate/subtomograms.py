@@ -103,9 +103,9 @@ class SubtomogramSimulator:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.model = TiltModel(params, (box, box, box), self.voxel_size, self.device)
         self.params = self.model.params
-        from cryomine_core.simulate.structures import _fit_box
+        from cryomine_core.simulate.structures import fit_box
 
-        self.references = [_fit_box(s.volume, box) for s in structures]
+        self.references = [fit_box(s.volume, box) for s in structures]
         self._ffts = [centred_fft(r.to(self.device), pad_factor=pad_factor) for r in self.references]
         self._unit_noise_variance: float | None = None
 

@@ -184,7 +184,7 @@ def select_clusters(x: np.ndarray, max_clusters: int, *, method: str = "gmm", co
     return best, curve
 
 
-def _relabel_by_size(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def relabel_by_size(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(-np.bincount(labels, minlength=k), kind="stable")
     mapping = np.empty(k, dtype=np.int64)
     mapping[order] = np.arange(k)
@@ -264,7 +264,7 @@ def cluster_features(features, n_clusters: int | None = None, *, max_clusters: i
         keep = np.flatnonzero(~empty)
         labels = np.searchsorted(keep, labels)
         k = len(keep)
-    labels, _ = _relabel_by_size(labels, k)
+    labels, _ = relabel_by_size(labels, k)
     log.info("clustered %d items (%d PCA components) into %d %s clusters%s: sizes %s", n, x.shape[1], k, method,
              " (k by BIC)" if n_clusters is None else "", np.bincount(labels, minlength=k).tolist())
     return ClusterResult(labels=labels, scores=scores, n_clusters=k, method=method,

@@ -51,7 +51,7 @@ def clustering_scores(true: Sequence, pred: Sequence[int], names: Sequence[str] 
             "overall_purity": float(table.max(0).sum() / t.size), "per_class": per_class}
 
 
-def _pearson(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
+def pearson(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
     w = mask / mask.sum()
     a = a - (a * w).sum()
     b = b - (b * w).sum()
@@ -106,5 +106,5 @@ def map_agreement(average: torch.Tensor, true_map: torch.Tensor, voxel_size: flo
     shells = torch.arange(curve.shape[-1], device=curve.device, dtype=torch.float32) / n
     below = torch.nonzero(curve[1:] < 0.5)
     fsc05 = float(voxel_size / shells[1 + int(below[0])]) if below.numel() else float(2 * voxel_size)
-    return {"correlation": _pearson(a, b, mask), "fsc_05_A": fsc05, "align_score": float(res.scores[0]),
+    return {"correlation": pearson(a, b, mask), "fsc_05_A": fsc05, "align_score": float(res.scores[0]),
             "inverted": contrast == "inverted"}

@@ -31,7 +31,7 @@ import torch
 from cryomine_core.align.mra import multi_reference_alignment
 from cryomine_core.align.refine import RefineSettings
 from cryomine_core.errors import CryomineError
-from cryomine_core.subdivide.cluster import _relabel_by_size
+from cryomine_core.subdivide.cluster import relabel_by_size
 from cryomine_core.subdivide.refine import load_volumes
 
 log = logging.getLogger("cryomine")
@@ -101,7 +101,7 @@ def reassign_by_alignment(df: pd.DataFrame, labels: np.ndarray, references: torc
     res = multi_reference_alignment(x, tilt, voxel_size, k, settings=cfg, references=refs)
     classes = res.classes.cpu().numpy().astype(np.int64)
     occupied, compact = np.unique(classes, return_inverse=True)  # classes left empty are dropped
-    new, _ = _relabel_by_size(compact, occupied.size)
+    new, _ = relabel_by_size(compact, occupied.size)
     moved = float(np.mean(np.asarray(keep)[classes] != labels))  # vs the input cluster each class started from
     return Reassignment(labels=new, n_clusters=int(occupied.size), moved=moved, history=res.history,
                         band_A=voxel_size / f)

@@ -70,7 +70,7 @@ class ClusterAverages:
         """
         from cryomine_core.align.scoring import soft_sphere_mask
         from cryomine_core.fourier.filters import lowpass
-        from cryomine_core.subdivide.evaluate import _pearson
+        from cryomine_core.subdivide.evaluate import pearson
 
         k = self.volumes.shape[0]
         out = np.full(k, np.nan)
@@ -81,7 +81,7 @@ class ClusterAverages:
             h = self.half_maps[j].float()
             if self.counts[j] == 0 or float(h.abs().max()) == 0:
                 continue
-            out[j] = _pearson(lowpass(h[0], resolution, voxel_size), lowpass(h[1], resolution, voxel_size), mask)
+            out[j] = pearson(lowpass(h[0], resolution, voxel_size), lowpass(h[1], resolution, voxel_size), mask)
         return out
 
     def cluster_scores(self, labels: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryomine_core.align.report import _save, plot_gallery, plt
+from cryomine_core.align.report import plot_gallery, plt, save_figure
 
 __all__ = ["plot_embedding", "plot_sizes", "plot_criterion", "plot_gallery"]
 
@@ -32,7 +32,7 @@ def plot_embedding(path, embedding: np.ndarray, labels: np.ndarray, max_points: 
     ax.set_title(f"{n} subtomograms" + (f" ({idx.size} shown)" if idx.size < n else ""))
     if len(np.unique(labels)) <= 20:
         ax.legend(title="cluster", fontsize=7, markerscale=2, loc="best")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_sizes(path, sizes: list[int]) -> Path:
@@ -42,7 +42,7 @@ def plot_sizes(path, sizes: list[int]) -> Path:
     ax.set_xlabel("cluster")
     ax.set_ylabel("subtomograms")
     ax.set_xticks(np.arange(1, len(sizes) + 1))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_criterion(path, curve: dict, chosen: int) -> Path:
@@ -55,4 +55,4 @@ def plot_criterion(path, curve: dict, chosen: int) -> Path:
         ax.legend()
     ax.set_xlabel("clusters")
     ax.set_ylabel("BIC")
-    return _save(fig, path)
+    return save_figure(fig, path)
