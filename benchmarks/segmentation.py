@@ -36,6 +36,7 @@ import torch
 
 from cryomine_core.device import select_device
 from cryomine_core.io import table as T
+from cryomine_core.io.columns import INSTANCE
 from cryomine_core.io.mrc import read_mrc, write_mrc
 from cryomine_core.segment.evaluate import match_objects, prf
 from cryomine_core.segment.object_classifier import predict_object_classes, train_object_classifier
@@ -107,7 +108,7 @@ def _evaluate_table(objects_star, sim_dir: Path, tomos, names: list[str], dilate
         sub = objs[sel]
         tsub = truth[truth[T.TOMO].map(lambda s: Path(s).stem) == stem]
         inst, _ = read_mrc(sim_dir / f"instances/{stem}.mrc")
-        tc = {int(i): names.index(n) for i, n in zip(tsub["cmInstanceId"], tsub[T.CLASS_NAME])}
+        tc = {int(i): names.index(n) for i, n in zip(tsub[INSTANCE], tsub[T.CLASS_NAME])}
         pc = classes[stem] if classes is not None else [names.index(n) for n in sub[T.CLASS_NAME]]
         evs.append(match_objects(sub[list(T.COORDS)].to_numpy(), pc, sub[T.SCORE].to_numpy(), inst.astype(np.int64),
                                  tc, dict(enumerate(names)), dilate=dilate, fill=fill))
@@ -138,7 +139,7 @@ def _picking_score(objects_star, sim_dir: Path, tomos, names: list[str], classes
             rows = tsub[tsub[T.CLASS_NAME] == name]
             true_xyz[name].append(rows[list(T.COORDS)].to_numpy(float))
             picks[name].append(sub[list(T.COORDS)].to_numpy(float)[np.asarray(pc) == k])
-            volumes[name] += [int(sizes[i]) for i in rows["cmInstanceId"].astype(int) if 0 < i < len(sizes)]
+            volumes[name] += [int(sizes[i]) for i in rows[INSTANCE].astype(int) if 0 < i < len(sizes)]
     radius = {n: float((3 * np.mean(v) / (4 * np.pi)) ** (1 / 3)) if v else 1.0 for n, v in volumes.items()}
     score = picking_score(true_xyz, picks, radius)
     return {"fbeta4": round(score["score"], 4),

@@ -17,6 +17,7 @@ from tomo.objects import Coordinate3D, SubTomogram, TomoAcquisition, Tomogram, T
 
 from cryomine_core.geometry import pose_to_scipion_matrix, scipion_matrix_to_pose
 from cryomine_core.io import table as T
+from cryomine_core.io.columns import INSTANCE
 from cryomine_core.io.poses import table_poses, with_poses
 
 
@@ -247,6 +248,6 @@ def simulatedCoordinatesToScipion(df, tomos, coords, boxSize):
         if T.CLASS in row:
             coord.setGroupId(int(row[T.CLASS]))
         coord._cmClassName = String(str(row.get(T.CLASS_NAME, "")))
-        coord._cmInstanceId = Integer(int(row.get("cmInstanceId", i + 1)))
+        coord._cmInstanceId = Integer(int(row.get(INSTANCE, i + 1)))
         coords.append(coord)
     return coords

@@ -30,6 +30,8 @@ from cryomine_core.device import select_device
 from cryomine_core.errors import CryomineError, InputFileError, TableError
 from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_write_text
+from cryomine_core.io.columns import ALIGN_FAILED as FAILED
+from cryomine_core.io.columns import RANDOM_SUBSET
 from cryomine_core.io.mrc import read_mrc, write_mrc
 from cryomine_core.io.outputs import remove_stale
 from cryomine_core.io.poses import table_poses, with_poses
@@ -40,10 +42,6 @@ __all__ = ["ParticleSet", "load_particles", "load_volume", "prepare_reference", 
 
 log = logging.getLogger("cryomine")
 
-FAILED = "cmAlignFailed"
-"""Table column: 1 where the alignment failed (pose not trusted, left out of averages), else 0."""
-RANDOM_SUBSET = "rlnRandomSubset"
-"""RELION's half-set column (1/2), written beside CryoMine's ``cmHalfSet``."""
 CONTRAST_MODES = ("check", "auto", "off")
 """``--contrast``: refuse an opposite-contrast reference (check), invert it (auto), or skip the check (off)."""
 

@@ -19,10 +19,10 @@ import pandas as pd
 
 from cryomine_core.errors import TableError
 from cryomine_core.io import table as T
+from cryomine_core.io.columns import SPLIT
 
 log = logging.getLogger("cryomine")
 
-SPLIT = "cmSplit"
 SPLITS = ("train", "val", "test")
 MIN_PER_CLASS = 10
 

@@ -30,6 +30,7 @@ from cryomine_core.device import select_device
 from cryomine_core.errors import CryomineError, InputFileError
 from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_write_text
+from cryomine_core.io.columns import INPUT_CLASS, INPUT_CLASS_NAME, PROB_PREFIX
 from cryomine_core.io.mrc import read_mrc_header
 from cryomine_core.train import VolumeDataset, predict_logits
 from cryomine_core.validate import check_subtomograms
@@ -37,9 +38,6 @@ from cryomine_core.validate import check_subtomograms
 log = logging.getLogger("cryomine")
 
 UNKNOWN = "unknown"
-PROB_PREFIX = "cmProb"
-INPUT_CLASS = "cmInputClassNumber"
-INPUT_CLASS_NAME = "cmInputClassName"
 
 
 def check_compatible(df, meta: dict, model_path: str, *, rel_tol: float = 1e-3) -> None:

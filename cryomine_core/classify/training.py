@@ -36,6 +36,7 @@ from cryomine_core.device import seed_everything, select_device
 from cryomine_core.errors import CryomineError
 from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_write_text
+from cryomine_core.io.columns import LABEL
 from cryomine_core.io.outputs import remove_results
 from cryomine_core.models import DEFAULT_MODEL, build_model, canonical_name, count_parameters
 from cryomine_core.train import TrainConfig, VolumeDataset, confusion_summary, fit, fit_temperature, nll, predict_logits
@@ -164,7 +165,7 @@ def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, mo
         remove_results(out, RESULT_FILES)
     split_df = df.copy()
     split_df[SPLIT] = split
-    split_df["cmLabel"] = labels
+    split_df[LABEL] = labels
     T.write_table(out / "split.star", split_df)
 
     n_params = count_parameters(net)

@@ -94,7 +94,7 @@ def register(sub) -> None:
                                     "distance-transform watershed, size filters. Writes OUT/instances/NAME.mrc, "
                                     "OUT/classes/NAME.mrc, OUT/objects.star (rlnTomoName, cmTomoFile, "
                                     "rlnCoordinateX/Y/Z, rlnClassNumber, cmClassName, cmScore, cmObjectId, cmVoxels, "
-                                    "cmVolumeA3, cmSolidity, cmSplit, cmVoxelSize), OUT/counts.csv "
+                                    "cmVolumeA3, cmSolidity, cmObjectSplit, cmVoxelSize), OUT/counts.csv "
                                     "(tomogram,class,count), OUT/counts.json, OUT/metrics.json.")
     src = o.add_mutually_exclusive_group(required=True)
     src.add_argument("--probabilities", nargs="+", help="probability stacks of 'segment predict' (one per tomogram)")

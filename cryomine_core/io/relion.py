@@ -41,17 +41,28 @@ import starfile
 from cryomine_core.errors import InputFileError, TableError
 from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_path
+from cryomine_core.io.columns import (
+    AMPLITUDE_CONTRAST,
+    BLOCK,
+    CENTERED,
+    CS,
+    DIMENSIONALITY,
+    IMAGE_PIXEL_SIZE,
+    IMAGE_SIZE,
+    OPTICS_BLOCK,
+    OPTICS_GROUP,
+    OPTICS_GROUP_NAME,
+    ORIGINS_PIXELS,
+    PARTICLE_ID,
+    PIXEL_SIZE_LABELS,
+    RANDOM_SUBSET,
+    VOLTAGE,
+)
 
 log = logging.getLogger("cryomine")
 
-OPTICS_BLOCK = "optics"
-PARTICLES_BLOCK = "particles"
-ORIGINS_PIXELS = ("rlnOriginX", "rlnOriginY", "rlnOriginZ")
-CENTERED_ANGSTROM = ("rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst")
-RANDOM_SUBSET = "rlnRandomSubset"
-OPTICS_GROUP = "rlnOpticsGroup"
-PARTICLE_ID = "rlnTomoParticleId"
-PIXEL_SIZE_LABELS = ("rlnImagePixelSize", "rlnTomoTiltSeriesPixelSize", "rlnPixelSize", "rlnDetectorPixelSize")
+PARTICLES_BLOCK = BLOCK
+CENTERED_ANGSTROM = CENTERED
 
 
 def _blocks(path: Path) -> dict:
@@ -206,12 +217,12 @@ def write_relion_star(path: str | os.PathLike, df: pd.DataFrame, *, voltage_kv: 
     first = [c for c in (T.TOMO, PARTICLE_ID, T.IMAGE, *T.COORDS, *T.ANGLES, *T.ORIGINS, T.CLASS, RANDOM_SUBSET,
                          OPTICS_GROUP) if c in out.columns]
     out = out[first + [c for c in out.columns if c not in first]]
-    optics = {OPTICS_GROUP: [1], "rlnOpticsGroupName": ["opticsGroup1"], "rlnVoltage": [float(voltage_kv)],
-              "rlnSphericalAberration": [float(cs_mm)], "rlnAmplitudeContrast": [float(amplitude_contrast)],
-              "rlnImagePixelSize": [float(sizes[0])], "rlnImageDimensionality": [3]}
+    optics = {OPTICS_GROUP: [1], OPTICS_GROUP_NAME: ["opticsGroup1"], VOLTAGE: [float(voltage_kv)],
+              CS: [float(cs_mm)], AMPLITUDE_CONTRAST: [float(amplitude_contrast)],
+              IMAGE_PIXEL_SIZE: [float(sizes[0])], DIMENSIONALITY: [3]}
     box = _image_box(df)
     if box is not None:
-        optics["rlnImageSize"] = [box]
+        optics[IMAGE_SIZE] = [box]
         if box % 2:
             log.warning("%s: the subtomograms are %d voxels wide; RELION needs even boxes (an odd box reconstructs "
                         "to noise). Extract them again with an even --box.", path, box)

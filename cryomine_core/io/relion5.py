@@ -49,22 +49,29 @@ from cryomine_core.errors import InputFileError, TableError
 from cryomine_core.geometry import relion_eulers_to_rotation, rotation_to_relion_eulers
 from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_path
+from cryomine_core.io.columns import (
+    AMPLITUDE_CONTRAST,
+    BLOCK,
+    CENTERED,
+    CS,
+    DIMENSIONALITY,
+    OPTICS_BLOCK,
+    OPTICS_GROUP,
+    OPTICS_GROUP_NAME,
+    OPTIMISATION_BLOCK,
+    PARTICLE_NAME,
+    PARTICLES_FILE,
+    RANDOM_SUBSET,
+    SUBTOMOGRAM_ANGLES,
+    TOMOGRAMS_FILE,
+    TS_PIXEL_SIZE,
+    VOLTAGE,
+)
 from cryomine_core.io.relion_tomograms import RelionTomogram, read_tomograms_star
 
 log = logging.getLogger("cryomine")
 
-OPTICS_BLOCK = "optics"
-PARTICLES_BLOCK = "particles"
-OPTIMISATION_BLOCK = "optimisation_set"
-CENTERED = ("rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst")
-SUBTOMOGRAM_ANGLES = ("rlnTomoSubtomogramRot", "rlnTomoSubtomogramTilt", "rlnTomoSubtomogramPsi")
-PARTICLES_FILE = "rlnTomoParticlesFile"
-TOMOGRAMS_FILE = "rlnTomoTomogramsFile"
-TS_PIXEL_SIZE = "rlnTomoTiltSeriesPixelSize"
-RANDOM_SUBSET = "rlnRandomSubset"
-OPTICS_GROUP = "rlnOpticsGroup"
-PARTICLE_NAME = "rlnTomoParticleName"
-DIMENSIONALITY = "rlnImageDimensionality"
+PARTICLES_BLOCK = BLOCK
 
 __all__ = ["ORIENTATIONS", "read_relion5_particles", "write_relion5_particles", "read_optimisation_set",
            "write_optimisation_set", "is_optimisation_set"]
@@ -326,9 +333,9 @@ def write_relion5_particles(path: str | os.PathLike, df: pd.DataFrame, tomograms
     order = {n: i for i, n in enumerate(tomograms)}
     out[OPTICS_GROUP] = names.map(order).to_numpy() + 1
     out[PARTICLE_NAME] = [f"{n}/{i + 1}" for i, n in enumerate(names)]
-    optics = pd.DataFrame([{OPTICS_GROUP: order[n] + 1, "rlnOpticsGroupName": f"optics{order[n] + 1}",
-                            "rlnSphericalAberration": t.cs_mm, "rlnVoltage": t.voltage_kv,
-                            "rlnAmplitudeContrast": t.amplitude_contrast, TS_PIXEL_SIZE: t.tilt_series_pixel_size}
+    optics = pd.DataFrame([{OPTICS_GROUP: order[n] + 1, OPTICS_GROUP_NAME: f"optics{order[n] + 1}",
+                            CS: t.cs_mm, VOLTAGE: t.voltage_kv,
+                            AMPLITUDE_CONTRAST: t.amplitude_contrast, TS_PIXEL_SIZE: t.tilt_series_pixel_size}
                            for n, t in tomograms.items()])
     with atomic_path(path) as tmp:
         starfile.write({OPTICS_BLOCK: optics, PARTICLES_BLOCK: out}, tmp, overwrite=True)

@@ -41,20 +41,29 @@ import starfile
 
 from cryomine_core.errors import InputFileError, TableError
 from cryomine_core.io.atomic import atomic_path
+from cryomine_core.io.columns import (
+    AMPLITUDE_CONTRAST,
+    CS,
+    NOMINAL_TILT,
+    OPTICS_GROUP_NAME,
+    TILT_SERIES_STAR,
+    TOMO,
+    TOMO_BINNING,
+    TOMO_HAND,
+    TOMO_RECONSTRUCTION,
+    TOMO_SIZES,
+    TOMOGRAMS_BLOCK,
+    TS_PIXEL_SIZE,
+    VOLTAGE,
+)
 
-BLOCK = "global"
-NAME = "rlnTomoName"
-SIZES = ("rlnTomoSizeX", "rlnTomoSizeY", "rlnTomoSizeZ")
-PIXEL_SIZE = "rlnTomoTiltSeriesPixelSize"
-BINNING = "rlnTomoTomogramBinning"
-HAND = "rlnTomoHand"
-VOLTAGE = "rlnVoltage"
-CS = "rlnSphericalAberration"
-AMPLITUDE_CONTRAST = "rlnAmplitudeContrast"
-RECONSTRUCTION = "rlnTomoReconstructedTomogram"
-TILT_SERIES_STAR = "rlnTomoTiltSeriesStarFile"
-NOMINAL_TILT = "rlnTomoNominalStageTiltAngle"
-OPTICS_GROUP_NAME = "rlnOpticsGroupName"
+BLOCK = TOMOGRAMS_BLOCK
+NAME = TOMO
+SIZES = TOMO_SIZES
+PIXEL_SIZE = TS_PIXEL_SIZE
+BINNING = TOMO_BINNING
+HAND = TOMO_HAND
+RECONSTRUCTION = TOMO_RECONSTRUCTION
 
 
 @dataclass(frozen=True)

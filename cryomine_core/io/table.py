@@ -1,25 +1,9 @@
 """The particle table: the one file the Scipion plugin and the ``cryomine`` CLI exchange.
 
 A particle table is a STAR file (read and written with ``starfile``) with one data block,
-``particles``, and one row per subtomogram. Column names follow RELION where the meaning is
-the same, so RELION users can read the file; CryoMine's own columns start with ``cm``.
-
-| column | type | meaning |
-|---|---|---|
-| ``rlnImageName`` | str | MRC file of the subtomogram (relative paths are relative to the table's folder) |
-| ``cmVoxelSize`` | float | Å per voxel of the subtomogram |
-| ``cmTiltMin``, ``cmTiltMax`` | float | tilt range of the acquisition, degrees (the missing wedge) |
-| ``rlnClassNumber`` | int | class, 1-based (0 or absent: unlabelled) |
-| ``cmClassName`` | str | human-readable class name |
-| ``rlnAngleRot``, ``rlnAngleTilt``, ``rlnAnglePsi`` | float | orientation, RELION ZYZ Euler angles (degrees) |
-| ``rlnOriginXAngst``, ``rlnOriginYAngst``, ``rlnOriginZAngst`` | float | RELION origin shifts, Å |
-| ``cmScore`` | float | score of the last step (alignment score, class confidence) |
-| ``rlnTomoName`` | str | tomogram the particle comes from (its identifier, Scipion's tsId) |
-| ``cmTomoFile`` | str | MRC file of that tomogram (coordinate tables given to ``cryomine extract``) |
-| ``rlnCoordinateX``, ``rlnCoordinateY``, ``rlnCoordinateZ`` | float | particle centre in the tomogram, voxels |
-| ``cmItemId`` | int | identifier of the item in the caller (Scipion's objId) |
-| ``cmHalfSet`` | int | gold-standard half set, 1 or 2 |
-| ``cmSnr`` | float | simulated SNR (ground-truth tables only) |
+``particles``, and one row per subtomogram. Its columns, with types and meanings, are listed in
+:mod:`cryomine_core.io.columns`, which defines every name; this module re-exports the common ones
+(``T.IMAGE``, ``T.COORDS``, ...).
 
 Conversions between the Euler/origin columns and CryoMine's canonical pose live in
 :mod:`cryomine_core.geometry`. Functions here only read, validate and write.
@@ -36,23 +20,28 @@ import starfile
 
 from cryomine_core.errors import InputFileError, TableError
 from cryomine_core.io.atomic import atomic_path
+from cryomine_core.io.columns import (
+    ANGLES,
+    BLOCK,
+    CLASS,
+    CLASS_NAME,
+    COORDS,
+    HALF_SET,
+    IMAGE,
+    ITEM_ID,
+    ORIGINS,
+    SCORE,
+    SNR,
+    TILT_MAX,
+    TILT_MIN,
+    TOMO,
+    TOMO_FILE,
+    VOXEL_SIZE,
+)
 
-BLOCK = "particles"
-IMAGE = "rlnImageName"
-VOXEL_SIZE = "cmVoxelSize"
-TILT_MIN = "cmTiltMin"
-TILT_MAX = "cmTiltMax"
-CLASS = "rlnClassNumber"
-CLASS_NAME = "cmClassName"
-ANGLES = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
-ORIGINS = ("rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst")
-SCORE = "cmScore"
-TOMO = "rlnTomoName"
-TOMO_FILE = "cmTomoFile"
-COORDS = ("rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ")
-ITEM_ID = "cmItemId"
-HALF_SET = "cmHalfSet"
-SNR = "cmSnr"
+__all__ = ["BLOCK", "IMAGE", "VOXEL_SIZE", "TILT_MIN", "TILT_MAX", "CLASS", "CLASS_NAME", "ANGLES", "ORIGINS", "SCORE",
+           "TOMO", "TOMO_FILE", "COORDS", "ITEM_ID", "HALF_SET", "SNR", "read_table", "validate_table", "write_table",
+           "tilt_ranges"]
 
 _NUMERIC = {VOXEL_SIZE, TILT_MIN, TILT_MAX, CLASS, SCORE, ITEM_ID, HALF_SET, SNR, *ANGLES, *ORIGINS, *COORDS}
 

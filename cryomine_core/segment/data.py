@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 
 from cryomine_core.errors import CryomineError, InputFileError
 from cryomine_core.io import table as T
+from cryomine_core.io.columns import BOX_SIZE
 from cryomine_core.io.mrc import read_mrc
 from cryomine_core.segment.tiling import normalise_tomogram
 
@@ -39,7 +40,6 @@ log = logging.getLogger("cryomine")
 __all__ = ["Annotation", "load_annotation", "choose_boxes", "read_boxes", "PatchDataset", "BoxDataset",
            "class_values", "read_volume", "balance_keep", "IGNORE"]
 
-BOX_SIZE = "cmBoxSize"
 #: target value ignored by the loss (torch's cross-entropy default)
 IGNORE = -100
 

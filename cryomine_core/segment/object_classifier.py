@@ -27,6 +27,7 @@ import torch
 from cryomine_core.classify.model_file import load_classifier, save_classifier
 from cryomine_core.errors import CryomineError
 from cryomine_core.io import table as T
+from cryomine_core.io.columns import VOXEL_CLASS_NAME
 from cryomine_core.models import build_model
 from cryomine_core.segment.data import read_volume
 from cryomine_core.train import ArrayDataset, fit, fit_temperature, predict_logits
@@ -37,7 +38,6 @@ log = logging.getLogger("cryomine")
 __all__ = ["extract_subvolumes", "train_object_classifier", "classify_objects", "VOXEL_CLASS_NAME"]
 
 #: column keeping the voxel network's class when the classifier relabels an object
-VOXEL_CLASS_NAME = "cmVoxelClassName"
 
 
 def extract_subvolumes(volume: np.ndarray, centres_xyz: np.ndarray, box: int) -> np.ndarray:

@@ -12,7 +12,7 @@ and once:
 - ``objects.star`` (particle table, block ``particles``; chains into ``cryomine extract``): ``rlnTomoName``
   (NAME), ``cmTomoFile`` (when the tomograms are given), ``rlnCoordinateX/Y/Z`` (centre, voxels,
   0-based), ``rlnClassNumber`` (the class's label value), ``cmClassName``, ``cmScore`` (confidence),
-  ``cmObjectId``, ``cmVoxels`` (volume, voxels), ``cmVolumeA3`` (volume, Å^3), ``cmSolidity``, ``cmSplit``
+  ``cmObjectId``, ``cmVoxels`` (volume, voxels), ``cmVolumeA3`` (volume, Å^3), ``cmSolidity``, ``cmObjectSplit``
   (1 when the object came from splitting a non-convex component), ``cmVoxelSize``;
 - ``counts.csv``: one row per tomogram and class, columns ``tomogram, class, count``; ``counts.json``:
   ``{tomogram: {class: count}}``;
@@ -35,6 +35,9 @@ import pandas as pd
 from cryomine_core.errors import CryomineError, InputFileError
 from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_path, atomic_write_text
+from cryomine_core.io.columns import INSTANCE as TRUE_INSTANCE
+from cryomine_core.io.columns import OBJECT_ID, SOLIDITY, VOLUME_A3, VOXELS
+from cryomine_core.io.columns import OBJECT_SPLIT as SPLIT_FLAG
 from cryomine_core.io.mrc import read_mrc, write_mrc
 from cryomine_core.segment.data import read_volume
 from cryomine_core.segment.evaluate import dice_per_class, match_objects, prf
@@ -44,12 +47,6 @@ log = logging.getLogger("cryomine")
 
 __all__ = ["objects_table", "find_objects", "counts_table", "OBJECT_ID", "VOXELS", "SOLIDITY"]
 
-OBJECT_ID = "cmObjectId"
-VOXELS = "cmVoxels"
-VOLUME_A3 = "cmVolumeA3"
-SOLIDITY = "cmSolidity"
-SPLIT_FLAG = "cmSplit"
-TRUE_INSTANCE = "cmInstanceId"  # the simulator's column
 
 
 def objects_table(objects: Sequence[dict], tomo_name: str, class_values: Sequence[int], class_names: Sequence[str],

@@ -35,6 +35,7 @@ from cryomine_core.device import seed_everything, select_device
 from cryomine_core.errors import CryomineError
 from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_write_text
+from cryomine_core.io.columns import SPLIT
 from cryomine_core.segment.data import (
     BOX_SIZE,
     Annotation,
@@ -215,7 +216,7 @@ def train_segmenter(tomograms: Sequence[str | os.PathLike], labels: Sequence[str
             rows.append({T.TOMO: a.name, T.TOMO_FILE: str(Path(a.tomogram_path).resolve()),
                          T.COORDS[0]: (b[2] + b[5] - 1) / 2, T.COORDS[1]: (b[1] + b[4] - 1) / 2,
                          T.COORDS[2]: (b[0] + b[3] - 1) / 2, BOX_SIZE: int(max(b[3] - b[0], b[4] - b[1], b[5] - b[2])),
-                         "cmSplit": s})
+                         SPLIT: s})
     T.write_table(out / "boxes.star", pd.DataFrame(rows), require=(T.TOMO, *T.COORDS))
     training = {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
                 "dice": dice, "dice_on": f"{dice_split} boxes", "seconds": result.seconds,

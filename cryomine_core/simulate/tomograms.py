@@ -37,6 +37,7 @@ from cryomine_core.errors import CryomineError
 from cryomine_core.geometry import pose_to_relion, random_rotations, rotate_volume
 from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_write_text
+from cryomine_core.io.columns import INSTANCE
 from cryomine_core.io.mrc import write_mrc
 from cryomine_core.simulate import noise as snr_tools
 from cryomine_core.simulate.acquisition import AcquisitionParams, TiltModel
@@ -47,7 +48,6 @@ __all__ = ["render_scene", "simulate_tomogram", "simulate_tomogram_dataset", "IN
 
 log = logging.getLogger("cryomine")
 
-INSTANCE = "cmInstanceId"  # table column: value of the particle in the instance map
 
 
 def _paste(target: torch.Tensor, box: torch.Tensor, corner_zyx: Sequence[int], mask: torch.Tensor | None = None,

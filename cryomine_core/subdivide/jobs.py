@@ -33,6 +33,7 @@ from cryomine_core.device import seed_everything, select_device
 from cryomine_core.errors import CryomineError
 from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_write_text
+from cryomine_core.io.columns import ALIGN_FAILED, ALIGN_SCORE, EMBEDDING, INPUT_CLASS, INPUT_CLASS_NAME
 from cryomine_core.io.mrc import write_mrc
 from cryomine_core.io.outputs import remove_results
 from cryomine_core.subdivide import report
@@ -51,11 +52,6 @@ from cryomine_core.validate import check_subtomograms, check_volume_values
 
 log = logging.getLogger("cryomine")
 
-INPUT_CLASS = "cmInputClassNumber"
-INPUT_CLASS_NAME = "cmInputClassName"
-ALIGN_SCORE = "cmAlignScore"
-ALIGN_FAILED = "cmAlignFailed"
-EMBEDDING = ("cmPc1", "cmPc2")
 FEATURE_SOURCES = ("model", "rif", "unsupervised")
 MINIBATCH_THRESHOLD = 50_000
 """Above this many subtomograms (``minibatch='auto'``) features go to ``features.npy`` (memory-mapped)

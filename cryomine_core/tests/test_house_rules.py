@@ -193,3 +193,22 @@ def test_declared_dependencies_are_imported_and_imported_ones_declared():
     plugin = _imported("cryomine_scipion") - core
     scipion = declared["SCIPION_REQUIRES"]
     assert plugin - scipion == set(), f"imported by cryomine_scipion but not declared: {plugin - scipion}"
+
+
+def test_column_names_are_defined_only_in_the_schema_module():
+    """Every ``cm...``/``rln...`` STAR label is a constant of :mod:`cryomine_core.io.columns`, imported elsewhere."""
+    label = re.compile(r"^(cm|rln)[A-Z]\w*$")
+    found = []
+    for package in PACKAGES:
+        for module, path in _modules(package).items():
+            if module == "cryomine_core.io.columns":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and label.match(node.value):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
+    assert not found, "column names written outside cryomine_core/io/columns.py:\n" + "\n".join(found)
+
+
+def test_the_schema_module_imports_only_the_standard_library():
+    tree = ast.parse((ROOT / "cryomine_core" / "io" / "columns.py").read_text())
+    assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]

@@ -118,6 +118,7 @@ def test_formats_convert_copick(tmp_path):
                  str(tmp_path / "x.star")]) == 2  # no --voxel-size
 
 
+@pytest.mark.slow
 def test_opening_a_project_keeps_the_callers_log_handlers(tmp_path):
     """copick's import reconfigures logging (basicConfig(force=True)); the caller's handlers must survive open."""
     import logging

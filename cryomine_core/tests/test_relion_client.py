@@ -32,6 +32,7 @@ def _reconstruct(star, out):
     return mrcfile.read(out)
 
 
+@pytest.mark.slow
 def test_relion_reconstructs_our_export_to_the_true_map(tmp_path):
     assert main(["simulate", "subtomograms", "--out", str(tmp_path / "sim"), "--structures", "phantom:0",
                  "--n-per-class", "60", "--snr", "10", "--box", "24", "--voxel-size", "12", "--no-ctf",

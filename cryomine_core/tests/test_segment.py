@@ -248,6 +248,7 @@ def sim(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_segmenter_learns_easy_tomogram(sim, tmp_path):
     from cryomine_core.segment.training import read_class_names, train_segmenter
 
@@ -261,6 +262,7 @@ def test_segmenter_learns_easy_tomogram(sim, tmp_path):
     assert (tmp_path / "model.pt").exists() and (tmp_path / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 def test_cli_round_trip(sim, tmp_path, capsys):
     from cryomine_core.cli import main
 

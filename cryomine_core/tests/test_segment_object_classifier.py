@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from cryomine_core.classify.model_file import load_classifier
@@ -32,6 +33,7 @@ def _tomogram(seed: int):
     return vol, np.array(centres, dtype=float), np.array(labels)
 
 
+@pytest.mark.slow
 def test_object_classifier_recipe_round_trip(tmp_path):
     torch.manual_seed(0)
     train = [_tomogram(seed) for seed in (0, 2, 3)]

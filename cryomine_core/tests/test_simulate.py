@@ -120,6 +120,7 @@ def test_fourier_coverage_matches_wedge():
         assert (hi - lo) / 180.0 < frac < (hi - lo) / 180.0 + 0.08, (lo, hi, frac)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scope", ["dataset", "particle"])
 @pytest.mark.parametrize("snr", [0.1, 0.03])
 def test_realised_snr_within_20_percent(phantoms, snr, scope):
@@ -155,6 +156,7 @@ def test_rotations_uniform_over_so3(phantoms):
     assert float(shift.abs().max()) <= 2.0 and float(shift.abs().max()) > 1.9
 
 
+@pytest.mark.slow
 def test_dataset_ground_truth_and_reproducibility(tmp_path, phantoms):
     kw = dict(n_per_class=4, snr=1e6, include_empty=True, seed=7, max_shift=1.5, n_snr_check=4,
               params=AcquisitionParams(apply_ctf=False, apply_mtf=False))
@@ -208,6 +210,7 @@ def test_bad_input_raises_before_work(tmp_path, kwargs, match):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_cli_subtomograms(tmp_path, capsys):
     from cryomine_core.cli import main
 

@@ -326,6 +326,7 @@ def test_reassignment_by_alignment_repairs_corrupted_clusters(shapes):
         reassign_by_alignment(df, labels, avg.volumes, VOXEL, settings, resolution_A=1000.0)
 
 
+@pytest.mark.slow
 def test_cli_reassign_needs_cluster_averages_and_records_its_rounds(shapes, tmp_path, capsys):
     base = ["subdivide", "--in", str(shapes / "particles.star"), "--features", "rif", "--clusters", "4",
             "--device", "cpu", "--no-plots", "--reassign", "2"]

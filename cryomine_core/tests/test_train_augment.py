@@ -126,6 +126,7 @@ def _planted(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(xs), np.array(ys)
 
 
+@pytest.mark.slow
 def test_recipe_learns_a_planted_set_from_30_per_class():
     x, y = _planted(30, seed=0)
     xv, yv = _planted(20, seed=1)

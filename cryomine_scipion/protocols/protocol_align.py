@@ -7,11 +7,11 @@ from pyworkflow.protocol import params
 from tomo.objects import AverageSubTomogram, SetOfSubTomograms
 
 from cryomine_core.io import table as T
+from cryomine_core.io.columns import ALIGN_FAILED as FAILED
 from cryomine_scipion.constants import INPUT_TABLE, OUTPUT_TABLE
 from cryomine_scipion.convert import readTable, setTransformFromTable, subtomogramsToTable, tableTransforms
 from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
 
-FAILED = "cmAlignFailed"  # column the core sets for items whose alignment failed
 #: what to do about the reference's contrast (labels of the form; the core's --contrast / --invert-reference)
 REFERENCE_CONTRAST = ["check", "invert", "auto", "off"]
 

@@ -10,6 +10,7 @@ from tomo.constants import BOTTOM_LEFT_CORNER
 from tomo.objects import Coordinate3D, SetOfCoordinates3D, SetOfTomoMasks, TomoMask
 
 from cryomine_core.io import table as T
+from cryomine_core.io.columns import SOLIDITY, VOXELS
 from cryomine_scipion.convert import fileStem, readTable
 from cryomine_scipion.plots import writeLabelOverlay
 from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
@@ -128,8 +129,8 @@ class ProtCryomineSegment(ProtCryomineBase):
                 coord.setGroupId(int(row[T.CLASS]))
                 coord.setScore(float(row[T.SCORE]))
                 coord._cmClassName = String(str(row[T.CLASS_NAME]))
-                coord._cmVoxels = Integer(int(row["cmVoxels"]))
-                coord._cmSolidity = Float(float(row["cmSolidity"]))
+                coord._cmVoxels = Integer(int(row[VOXELS]))
+                coord._cmSolidity = Float(float(row[SOLIDITY]))
                 coords.append(coord)
             outName = SegmentOutputs.coordinates.name + (f"_{re.sub(r'[^A-Za-z0-9]+', '_', name)}" if name else "")
             self._defineOutputs(**{outName: coords})
