@@ -51,6 +51,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from cryomine_core.errors import CryomineError  # noqa: E402
 from cryomine_core.models import PAPER_MODELS, build_model, count_parameters  # noqa: E402
 
 TILTS = (60, 50, 40)
@@ -80,7 +81,7 @@ def _specs(args, box: int, voxel: float, max_shift: float) -> list[str]:
             try:
                 check_fits(load_structure(str(p), voxel), box, max_shift)
                 specs.append(str(p))
-            except Exception as exc:  # noqa: BLE001 - report and skip maps that do not fit the box
+            except CryomineError as exc:  # a map that does not fit the box (or cannot be read) is reported and skipped
                 print(f"skip {p.name}: {str(exc).split(';')[0]}")
         if specs:
             return specs[: args.n_classes] if args.n_classes else specs
@@ -90,8 +91,8 @@ def _specs(args, box: int, voxel: float, max_shift: float) -> list[str]:
         try:
             check_fits(load_structure(f"phantom:{seed}", voxel, box), box, max_shift)
             specs.append(f"phantom:{seed}")
-        except Exception:  # noqa: BLE001 - a phantom too large for the box is skipped
-            pass
+        except CryomineError as exc:  # a phantom too large for the box is skipped, with the reason
+            print(f"skip phantom:{seed}: {str(exc).split(';')[0]}")
         seed += 1
     return specs
 

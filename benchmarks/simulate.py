@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from cryomine_core.device import select_device
+from cryomine_core.errors import CryomineError  # noqa: E402
 from cryomine_core.simulate.acquisition import AcquisitionParams
 from cryomine_core.simulate.datasets import simulate_subtomogram_dataset
 from cryomine_core.simulate.structures import check_fits, load_structure
@@ -40,7 +41,7 @@ def _specs(structures_dir: str | None, n_phantoms: int) -> list[str]:
             try:
                 check_fits(load_structure(str(p), VOXEL), BOX, MAX_SHIFT)
                 specs.append(str(p))
-            except Exception as exc:  # noqa: BLE001 - report and skip maps that do not fit
+            except CryomineError as exc:  # a map that does not fit the box (or cannot be read) is reported and skipped
                 print(f"skip {p.name}: {str(exc).split(';')[0]}")
         if specs:
             return specs

@@ -21,6 +21,19 @@ from cryomine_core.io.columns import INSTANCE
 from cryomine_core.io.poses import table_poses, with_poses
 
 
+def filePath(obj) -> str:
+    """The absolute file path of a Scipion image object, without Scipion's format suffix.
+
+    Scipion names some files ``path.mrc:mrc`` (the part after the colon tells its image handler the
+    format); CryoMine's tools take the plain path. Every conversion goes through this one function.
+    """
+    name = obj.getFileName()
+    path, sep, suffix = name.rpartition(":")
+    if sep and suffix.lower() in ("mrc", "mrcs", "st", "rec", "map") and "/" not in suffix:
+        name = path
+    return os.path.abspath(name)
+
+
 def _tilt_range(acquisition):
     if acquisition is None:
         return None
@@ -51,7 +64,7 @@ def coordinatesToTable(coordSet, tomograms, path):
             continue
         factor = coordRate / tomo.getSamplingRate() if coordRate else 1.0
         x, y, z = coord.getPosition(BOTTOM_LEFT_CORNER)
-        row = {T.TOMO_FILE: os.path.abspath(tomo.getFileName()), T.TOMO: tomo.getTsId(),
+        row = {T.TOMO_FILE: filePath(tomo), T.TOMO: tomo.getTsId(),
                T.COORDS[0]: x * factor, T.COORDS[1]: y * factor, T.COORDS[2]: z * factor,
                T.ITEM_ID: coord.getObjId()}
         tilt = _tilt_range(tomo.getAcquisition())
@@ -75,7 +88,7 @@ def subtomogramsToTable(subtomos, path, tiltRange=None):
     rows, matrices = [], []
     rate = subtomos.getSamplingRate()
     for item in subtomos.iterItems():
-        row = {T.IMAGE: os.path.abspath(item.getFileName()), T.VOXEL_SIZE: item.getSamplingRate() or rate,
+        row = {T.IMAGE: filePath(item), T.VOXEL_SIZE: item.getSamplingRate() or rate,
                T.ITEM_ID: item.getObjId()}
         tilt = _tilt_range(item.getAcquisition()) or tiltRange
         if tilt is not None:
@@ -104,7 +117,7 @@ def labelledSubtomogramsToTable(groups, path, tiltRange=None):
     for number, (name, items) in enumerate(groups, start=1):
         counts[name] = 0
         for item in items:
-            row = {T.IMAGE: os.path.abspath(item.getFileName()), T.VOXEL_SIZE: item.getSamplingRate(),
+            row = {T.IMAGE: filePath(item), T.VOXEL_SIZE: item.getSamplingRate(),
                    T.ITEM_ID: item.getObjId(), T.CLASS: number, T.CLASS_NAME: name}
             tilt = _tilt_range(item.getAcquisition()) or tiltRange
             if tilt is not None:

@@ -24,7 +24,7 @@ from tomo.objects import Coordinate3D, SubTomogram, TomoAcquisition
 from cryomine_core.geometry import pose_to_scipion_matrix, scipion_matrix_to_pose
 from cryomine_core.io import table as T
 from cryomine_core.io.poses import table_poses, with_poses
-from cryomine_scipion.convert import subtomoMatrix
+from cryomine_scipion.convert import filePath, subtomoMatrix
 
 
 def stem(path):
@@ -93,8 +93,7 @@ def _coordinatesById(inputSet):
 
 
 def _imageFile(item):
-    name = item.getFileName()
-    return os.path.abspath(name[:-4] if name.endswith(":mrc") else name)
+    return filePath(item)
 
 
 def subtomogramsToExportTable(inputSet, coordSamplingRate=None):

@@ -37,6 +37,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from cryomine_core.io.atomic import atomic_write_text
 from cryomine_core.io.mrc import read_mrc
+from cryomine_scipion.convert import filePath
 
 TOMO_SIZE_XYZ = (160, 160, 64)
 BOX = 24
@@ -243,7 +244,7 @@ def run(out: Path, project_name: str = "CryomineDemo") -> dict:
     vols, matched, trueClass, trueAngles = [], 0, {}, {}
     planted = {name: np.array([c[:3] for c in cs]) for name, cs in truth.items()}
     for sub in subtomos.iterSubtomos():
-        vol, _ = read_mrc(sub.getFileName())
+        vol, _ = read_mrc(filePath(sub))
         vols.append(vol)
         coord = sub.getCoordinate3D()
         xyz = np.array(coord.getPosition(BOTTOM_LEFT_CORNER), dtype=float)

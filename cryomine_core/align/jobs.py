@@ -22,6 +22,7 @@ import torch
 
 from cryomine_core.align.average import average_particles
 from cryomine_core.align.contrast import AGREE, CHECK_BAND, OPPOSITE, check_contrast
+from cryomine_core.align.defaults import DEFAULT_ANGULAR_STEP, DEFAULT_ITERATIONS, DEFAULT_MAX_SHIFT
 from cryomine_core.align.refine import RefineResult, RefineSettings, half_map_fsc, refine
 from cryomine_core.align.report import plot_fsc, plot_gallery, plot_orientations, plot_slices
 from cryomine_core.align.scoring import soft_sphere_mask
@@ -221,8 +222,9 @@ REFINE_CHECKPOINT = "checkpoint.pt"
 
 
 def run_refine(table: str | Path, out_dir: str | Path, *, reference: str | Path | None = None,
-               mask: str | Path | None = None, symmetry: str = "C1", iterations: int = 4,
-               angular_step: float = 12.0, max_shift: float = 4.0, lowpass_angstrom: float | None = None,
+               mask: str | Path | None = None, symmetry: str = "C1", iterations: int = DEFAULT_ITERATIONS,
+               angular_step: float = DEFAULT_ANGULAR_STEP, max_shift: float = DEFAULT_MAX_SHIFT,
+               lowpass_angstrom: float | None = None,
                tilt_range: tuple[float, float] | None = None, device: str = "auto", seed: int = 0,
                invert_reference: bool = False, contrast: str = "check", resume: bool = False) -> dict:
     """``cryomine align refine``: gold-standard refinement (reference-free unless ``reference``).

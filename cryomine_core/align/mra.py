@@ -26,6 +26,7 @@ import torch
 
 from cryomine_core.align import jobs
 from cryomine_core.align.average import FourierAverager
+from cryomine_core.align.defaults import DEFAULT_ANGULAR_STEP, DEFAULT_ITERATIONS, DEFAULT_MAX_SHIFT
 from cryomine_core.align.reference import SearchReference
 from cryomine_core.align.refine import (
     RefineSettings,
@@ -254,9 +255,10 @@ def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def run_mra_job(table, out_dir, *, classes: int, reference=None, mask=None, symmetry="C1", iterations=4,
-                angular_step=12.0, max_shift=4.0, lowpass_angstrom=None, tilt_range=None, device="auto",
-                seed=0, invert_reference=False, contrast="check") -> dict:
+def run_mra_job(table, out_dir, *, classes: int, reference=None, mask=None, symmetry="C1",
+                iterations=DEFAULT_ITERATIONS, angular_step=DEFAULT_ANGULAR_STEP, max_shift=DEFAULT_MAX_SHIFT,
+                lowpass_angstrom=None, tilt_range=None, device="auto", seed=0, invert_reference=False,
+                contrast="check") -> dict:
     """File-level MRA: writes ``particles.star`` (``rlnClassNumber`` 1..K, poses, ``cmScore``,
     ``cmAlignFailed``), ``class_001.mrc`` ..., ``metrics.json`` and ``gallery.png``.
 

@@ -31,14 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="verbosity of the log written to stderr (default: INFO)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in _GROUPS:
-        try:
-            module = importlib.import_module(f"cryomine_core.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"cryomine_core.cli.{name}":
-                continue  # command group not built yet
-            raise
-        module.register(sub)
+    for name in _GROUPS:  # a command module that fails to import is an error, never a command missing from --help
+        importlib.import_module(f"cryomine_core.cli.{name}").register(sub)
     return parser
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from cryomine_core.align.defaults import DEFAULT_ANGULAR_STEP, DEFAULT_ITERATIONS, DEFAULT_MAX_SHIFT
+
 
 def _common(p, search: bool = True) -> None:
     from cryomine_core.cli import add_device_argument
@@ -31,11 +33,13 @@ def _common(p, search: bool = True) -> None:
                             "stop with an error naming --invert-reference when the negative clearly wins; auto: "
                             "invert the reference instead (logged); off: skip the check. The outcome is "
                             "'contrast_check' in metrics.json")
-        p.add_argument("--iterations", type=int, default=4, help="refinement iterations (default 4)")
-        p.add_argument("--angular-step", type=float, default=12.0,
-                       help="step of the global rotation grid in degrees (default 12; refined locally to < 0.5)")
-        p.add_argument("--max-shift", type=float, default=4.0,
-                       help="largest shift from the box centre, voxels (default 4)")
+        p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS,
+                       help=f"refinement iterations (default {DEFAULT_ITERATIONS})")
+        p.add_argument("--angular-step", type=float, default=DEFAULT_ANGULAR_STEP,
+                       help=f"step of the global rotation grid in degrees (default {DEFAULT_ANGULAR_STEP:g}; refined "
+                            "locally to < 0.5)")
+        p.add_argument("--max-shift", type=float, default=DEFAULT_MAX_SHIFT,
+                       help=f"largest shift from the box centre, voxels (default {DEFAULT_MAX_SHIFT:g})")
         p.add_argument("--lowpass-angstrom", type=float, default=None,
                        help="never align on detail finer than this (Å); default: follow the FSC")
 

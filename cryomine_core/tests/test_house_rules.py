@@ -212,3 +212,26 @@ def test_column_names_are_defined_only_in_the_schema_module():
 def test_the_schema_module_imports_only_the_standard_library():
     tree = ast.parse((ROOT / "cryomine_core" / "io" / "columns.py").read_text())
     assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+
+
+def test_a_command_module_that_fails_to_import_is_loud(monkeypatch):
+    """A broken or renamed command module must fail the CLI, not vanish from --help."""
+    import importlib
+
+    import pytest
+
+    from cryomine_core import cli
+
+    real = importlib.import_module
+
+    def broken(name, *args):
+        if name == "cryomine_core.cli.segment":
+            raise ModuleNotFoundError("No module named 'cryomine_core.cli.segment'", name=name)
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    with pytest.raises(ModuleNotFoundError):
+        cli.build_parser()
+    monkeypatch.setattr(importlib, "import_module", real)
+    help_text = cli.build_parser().format_help()
+    assert all(group in help_text for group in cli._GROUPS)

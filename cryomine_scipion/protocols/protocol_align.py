@@ -6,19 +6,15 @@ from pyworkflow.object import Float, Integer
 from pyworkflow.protocol import params
 from tomo.objects import AverageSubTomogram, SetOfSubTomograms
 
+from cryomine_core.align.defaults import DEFAULT_ANGULAR_STEP, DEFAULT_ITERATIONS, DEFAULT_MAX_SHIFT
 from cryomine_core.io import table as T
 from cryomine_core.io.columns import ALIGN_FAILED as FAILED
 from cryomine_scipion.constants import INPUT_TABLE, OUTPUT_TABLE
-from cryomine_scipion.convert import readTable, setTransformFromTable, subtomogramsToTable, tableTransforms
+from cryomine_scipion.convert import filePath, readTable, setTransformFromTable, subtomogramsToTable, tableTransforms
 from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
 
 #: what to do about the reference's contrast (labels of the form; the core's --contrast / --invert-reference)
 REFERENCE_CONTRAST = ["check", "invert", "auto", "off"]
-
-
-def volumePath(volume):
-    """The MRC path of a Scipion volume (without a ':mrc' format suffix)."""
-    return volume.getFileName().split(":")[0]
 
 
 class ProtCryomineAlignBase(ProtCryomineBase):
@@ -64,14 +60,15 @@ class ProtCryomineAlignBase(ProtCryomineBase):
 
     def _defineSearchParams(self, form):
         form.addSection(label="Alignment")
-        form.addParam("iterations", params.IntParam, default=5, validators=[params.GT(0)], label="Iterations",
+        form.addParam("iterations", params.IntParam, default=DEFAULT_ITERATIONS, validators=[params.GT(0)],
+                      label="Iterations",
                       help="Rounds of alignment against the current reference followed by a new average. The log "
                            "reports the FSC resolution after each one.")
-        form.addParam("angularStep", params.FloatParam, default=15.0, validators=[params.Range(1, 60)],
+        form.addParam("angularStep", params.FloatParam, default=DEFAULT_ANGULAR_STEP, validators=[params.Range(1, 60)],
                       label="Global angular step (deg)",
                       help="Spacing of the uniform SO(3) grid of the global rotational search. Local refinement then "
                            "goes below a degree. Smaller steps are slower (the grid grows with 1/step^3).")
-        form.addParam("maxShift", params.FloatParam, default=4.0, validators=[params.GE(0)],
+        form.addParam("maxShift", params.FloatParam, default=DEFAULT_MAX_SHIFT, validators=[params.GE(0)],
                       label="Maximum shift (voxels)",
                       help="Largest translation allowed from the box centre, in voxels.")
         form.addParam("symmetry", params.StringParam, default="C1", label="Symmetry",
@@ -95,14 +92,14 @@ class ProtCryomineAlignBase(ProtCryomineBase):
                 "--max-shift", self.maxShift.get(), "--symmetry", self.symmetry.get().strip().upper(),
                 "--seed", self.seed.get()]
         if self.inputReference.get() is not None:
-            args += ["--reference", volumePath(self.inputReference.get())]
+            args += ["--reference", filePath(self.inputReference.get())]
             choice = REFERENCE_CONTRAST[self.referenceContrast.get()]
             if choice == "invert":
                 args.append("--invert-reference")
             elif choice != "check":
                 args += ["--contrast", choice]
         if self.inputMask.get() is not None:
-            args += ["--mask", volumePath(self.inputMask.get())]
+            args += ["--mask", filePath(self.inputMask.get())]
         if self.lowpass.get():
             args += ["--lowpass-angstrom", self.lowpass.get()]
         return args

@@ -36,8 +36,8 @@ class ProtCryomineImportRelionStar(ProtCryomineImportTableBase):
 
     Conventions: RELION's rotation matrix A is the rotation taking the reference into the particle;
     origins are minus the particle's shift; positions are voxels from the centre of the first voxel,
-    as scipion-em-reliontomo reads them. RELION 5 files with only centred coordinates in Å are not
-    read yet.
+    as scipion-em-reliontomo reads them. RELION 5 files (centred coordinates in Å) are imported by
+    "import particles from RELION 5".
     """
 
     _label = "import particles from RELION STAR"
@@ -131,9 +131,10 @@ class ProtCryomineImportRelionStar(ProtCryomineImportTableBase):
 
 
 def _boxOf(df):
+    """Box size of the imported subtomograms, from the first one's header (an unreadable header is an error)."""
     from cryomine_core.io.mrc import read_mrc_header
 
     try:
         return int(read_mrc_header(df[T.IMAGE].iloc[0]).shape[-1])
-    except CryomineError:
-        return 32
+    except CryomineError as exc:
+        raise ValueError(f"Cannot read the box size of the subtomograms: {exc}") from exc

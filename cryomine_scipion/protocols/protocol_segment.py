@@ -11,7 +11,7 @@ from tomo.objects import Coordinate3D, SetOfCoordinates3D, SetOfTomoMasks, TomoM
 
 from cryomine_core.io import table as T
 from cryomine_core.io.columns import SOLIDITY, VOXELS
-from cryomine_scipion.convert import fileStem, readTable
+from cryomine_scipion.convert import filePath, fileStem, readTable
 from cryomine_scipion.plots import writeLabelOverlay
 from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
 
@@ -79,7 +79,7 @@ class ProtCryomineSegment(ProtCryomineBase):
 
     # -------------------------- STEPS functions ------------------------------
     def _tomoFiles(self):
-        return [os.path.abspath(t.getFileName()) for t in self.inputTomograms.get().iterItems(orderBy="id")]
+        return [filePath(t) for t in self.inputTomograms.get().iterItems(orderBy="id")]
 
     def predictStep(self):
         self.runCore("segment predict", ["--model", self.inputModel.get().getPath(), "--tomograms",

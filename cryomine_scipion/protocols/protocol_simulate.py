@@ -11,6 +11,7 @@ from tomo.objects import SetOfClassesSubTomograms, SetOfCoordinates3D, SetOfSubT
 from cryomine_core.io import table as T
 from cryomine_scipion.constants import METRICS, OUTPUT_TABLE
 from cryomine_scipion.convert import (
+    filePath,
     readTable,
     simulatedCoordinatesToScipion,
     simulatedTomogramsToScipion,
@@ -154,7 +155,7 @@ class ProtCryomineSimulate(ProtCryomineBase):
         for i, pointer in enumerate(self.inputVolumes or []):
             vol = pointer.get()
             name = re.sub(r"[^A-Za-z0-9_.-]+", "_", vol.getObjLabel() or "") or f"volume{i + 1}"
-            specs.append(f"{name}={os.path.abspath(vol.getFileName())}")
+            specs.append(f"{name}={filePath(vol)}")
         return specs
 
     def _tomoSizeXYZ(self):

@@ -7,6 +7,7 @@ from enum import Enum
 from pyworkflow.protocol import params
 
 from cryomine_core.io.atomic import atomic_write_text
+from cryomine_scipion.convert import filePath
 from cryomine_scipion.objects import CryomineModel
 from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
 
@@ -20,14 +21,14 @@ class TrainSegmenterOutputs(Enum):
 
 def maskTomogramPairs(masks, tomograms=None):
     """``[(tomogram file, mask file)]``: masks matched to tomograms by tsId, or to their own volName."""
-    byId = {t.getTsId(): t.getFileName() for t in tomograms.iterItems()} if tomograms is not None else {}
+    byId = {t.getTsId(): filePath(t) for t in tomograms.iterItems()} if tomograms is not None else {}
     pairs, missing = [], []
     for mask in masks.iterItems():
         tomo = byId.get(mask.getTsId()) if byId else mask.getVolName()
         if not tomo:
             missing.append(mask.getTsId() or mask.getFileName())
             continue
-        pairs.append((os.path.abspath(tomo), os.path.abspath(mask.getFileName())))
+        pairs.append((os.path.abspath(tomo), filePath(mask)))
     if missing:
         raise ValueError(f"No tomogram for the label maps {missing}: give the tomograms (matched by tsId).")
     return pairs

@@ -1,0 +1,42 @@
+"""One source of defaults for the CLI and the protocols; Scipion's ':mrc' suffix stripped everywhere. No project."""
+
+import pytest
+
+pytest.importorskip("pyworkflow")
+
+from cryomine_core.align.defaults import DEFAULT_ANGULAR_STEP, DEFAULT_ITERATIONS, DEFAULT_MAX_SHIFT  # noqa: E402
+from cryomine_core.cli import build_parser  # noqa: E402
+
+
+def _protocol_defaults(cls):
+    from pyworkflow.protocol import Form
+
+    protocol = cls()
+    form = Form(protocol)
+    protocol._defineParams(form)
+    return {name: float(form.getParam(name).default.get()) for name in ("iterations", "angularStep", "maxShift")}
+
+
+@pytest.mark.parametrize("command", ["refine", "mra"])
+def test_cli_and_protocols_share_the_alignment_defaults(command):
+    from cryomine_scipion.protocols import ProtCryomineAlign, ProtCryomineMultiRefClassify
+
+    args = build_parser().parse_args(["align", command, "--in", "t.star", "--out", "o"] +
+                                     (["--classes", "2"] if command == "mra" else []))
+    assert (args.iterations, args.angular_step, args.max_shift) == \
+        (DEFAULT_ITERATIONS, DEFAULT_ANGULAR_STEP, DEFAULT_MAX_SHIFT)
+    protocol = ProtCryomineAlign if command == "refine" else ProtCryomineMultiRefClassify
+    assert _protocol_defaults(protocol) == {"iterations": DEFAULT_ITERATIONS, "angularStep": DEFAULT_ANGULAR_STEP,
+                                            "maxShift": DEFAULT_MAX_SHIFT}
+
+
+@pytest.mark.parametrize("name,expected", [("/d/a.mrc:mrc", "/d/a.mrc"), ("/d/a.mrc", "/d/a.mrc"),
+                                           ("/d/st.st:mrcs", "/d/st.st"), ("/d/odd:name.mrc", "/d/odd:name.mrc")])
+def test_file_path_strips_only_a_format_suffix(name, expected):
+    from tomo.objects import Tomogram
+
+    from cryomine_scipion.convert import filePath
+
+    tomo = Tomogram()
+    tomo.setFileName(name)
+    assert filePath(tomo) == expected
