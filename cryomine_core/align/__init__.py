@@ -25,7 +25,8 @@ from cryomine_core.align.reference import SearchReference
 from cryomine_core.align.refine import RefineResult, RefineSettings, half_map_fsc, refine
 from cryomine_core.align.scoring import constrained_correlation, soft_sphere_mask, wedge_masks
 from cryomine_core.align.search import AlignmentResult, SearchSettings, align_particles, symmetry_reduced_grid
-from cryomine_core.align.spectra import PaddedSpectrum, wedge_at
+from cryomine_core.align.spectra import PaddedSpectrum
+from cryomine_core.fourier.wedge import wedge_at
 
 __all__ = [
     "AlignmentResult",

@@ -19,8 +19,9 @@ import math
 
 import torch
 
-from cryomine_core.align.spectra import PaddedSpectrum, wedge_at
+from cryomine_core.align.spectra import PaddedSpectrum
 from cryomine_core.errors import CryomineError
+from cryomine_core.fourier.wedge import wedge_at
 from cryomine_core.geometry import symmetry_rotations
 
 __all__ = ["FourierAverager", "rfft_grid_points", "average_particles"]

@@ -36,6 +36,7 @@ from cryomine_core.io.columns import RANDOM_SUBSET
 from cryomine_core.io.mrc import read_mrc, write_mrc
 from cryomine_core.io.outputs import remove_stale
 from cryomine_core.io.poses import table_poses, with_poses
+from cryomine_core.tilt_range import RULE, invalid_tilt_ranges
 from cryomine_core.validate import check_subtomograms
 
 __all__ = ["ParticleSet", "load_particles", "load_volume", "prepare_reference", "run_refine", "run_average",
@@ -80,8 +81,8 @@ def load_particles(table_path: str | Path, tilt_range: tuple[float, float] | Non
     df = T.read_table(table_path, require=(T.IMAGE,))
     if tilt_range is not None:
         lo, hi = float(tilt_range[0]), float(tilt_range[1])
-        if not -90 <= lo < hi <= 90:
-            raise CryomineError(f"--tilt-range {lo:g} {hi:g} is invalid: give -90 <= MIN < MAX <= 90 degrees.")
+        if invalid_tilt_ranges(lo, hi).size:
+            raise CryomineError(f"--tilt-range {lo:g} {hi:g} is invalid: give {RULE}.")
         if T.TILT_MIN in df.columns:
             log.warning("--tilt-range %g %g replaces the table's own tilt ranges for all %d particles", lo, hi,
                         len(df))

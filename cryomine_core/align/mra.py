@@ -37,8 +37,9 @@ from cryomine_core.align.refine import (
 )
 from cryomine_core.align.scoring import soft_sphere_mask
 from cryomine_core.align.search import AlignmentResult, align_particles
-from cryomine_core.align.spectra import PaddedSpectrum, half_sphere_points, wedge_at
+from cryomine_core.align.spectra import PaddedSpectrum, half_sphere_points
 from cryomine_core.errors import CryomineError
+from cryomine_core.fourier.wedge import wedge_at
 
 __all__ = ["MRAResult", "multi_reference_alignment", "run_mra_job"]
 

@@ -42,8 +42,9 @@ from dataclasses import dataclass
 import torch
 
 from cryomine_core.align.reference import SearchReference
-from cryomine_core.align.spectra import PaddedSpectrum, half_sphere_points, wedge_at
+from cryomine_core.align.spectra import PaddedSpectrum, half_sphere_points
 from cryomine_core.errors import CryomineError
+from cryomine_core.fourier.wedge import wedge_at
 from cryomine_core.geometry import local_rotations, so3_grid, symmetry_rotations
 
 __all__ = ["SearchSettings", "AlignmentResult", "align_particles", "shift_grid", "symmetry_reduced_grid"]

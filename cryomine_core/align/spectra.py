@@ -2,8 +2,8 @@
 
 The alignment engine works on lists of Fourier samples rather than on whole grids: a set of
 frequency points ``k`` (``(K, 3)``, **xyz** order, cycles/voxel of the particle box ``N``), the
-transforms of particles and references evaluated at ``k`` or at rotated copies ``R k``, and the
-missing-wedge indicator evaluated analytically at those points.
+transforms of particles and references evaluated at ``k`` or at rotated copies ``R k``; the
+missing wedge at those points is :func:`cryomine_core.fourier.wedge.wedge_at` (the one wedge geometry).
 
 Transforms are taken about the box centre (index ``N // 2``, the geometry convention), so a
 real-space shift ``t`` (xyz voxels) multiplies the transform by ``exp(-2 pi i k . t)`` and a
@@ -28,7 +28,6 @@ __all__ = [
     "half_sphere_points",
     "padded_spectrum",
     "shift_phase",
-    "wedge_at",
 ]
 
 
@@ -80,50 +79,6 @@ def shift_phase(k: torch.Tensor, shifts: torch.Tensor, sign: float = 1.0) -> tor
     """``exp(sign * 2 pi i k . t)`` for points ``k (..., K, 3)`` and shifts ``t (..., S, 3)`` -> ``(..., S, K)``."""
     arg = (2.0 * math.pi * sign) * (shifts @ k.transpose(-1, -2))
     return torch.polar(torch.ones_like(arg), arg)
-
-
-def wedge_at(k: torch.Tensor, tilt_min_deg: torch.Tensor, tilt_max_deg: torch.Tensor,
-             tilt_axis: str = "y", margin: float = 0.0) -> torch.Tensor:
-    """Missing-wedge indicator at arbitrary frequencies (the geometry of :mod:`cryomine_core.fourier.wedge`).
-
-    A frequency ``k`` is observed when the tilt of the central plane containing it,
-    ``phi = atan2(-kz, ke)`` folded into [-90, 90) (``ke = kx`` for tilt axis y, ``-ky`` for x),
-    lies in ``[tilt_min, tilt_max]`` (modulo 180); points on the tilt axis are always observed.
-
-    Args:
-        k: ``(..., K, 3)`` xyz frequencies (any units).
-        tilt_min_deg, tilt_max_deg: ``(...)`` tilt ranges in degrees (broadcast against k's batch dims).
-        margin: if > 0, observed points closer than ``margin`` (in the units of ``k``; pass
-            ``1 / N`` for one Fourier voxel of an ``N`` box) to a wedge boundary plane are
-            down-weighted linearly to 0 at the plane. Interpolated transforms are smeared across the
-            wedge edge over about one Fourier voxel; without the margin that attenuation biases
-            the scores towards orientations that keep the reference's power away from the edges.
-
-    Returns:
-        ``(..., K)`` float32 in [0, 1]: 1 observed, 0 missing.
-    """
-    kx, ky, kz = k[..., 0], k[..., 1], k[..., 2]
-    ke = kx if tilt_axis == "y" else -ky
-    phi = torch.rad2deg(torch.atan2(-kz, ke))
-    phi = torch.remainder(phi + 90.0, 180.0) - 90.0
-    tmin = torch.as_tensor(tilt_min_deg, dtype=phi.dtype, device=phi.device)[..., None]
-    tmax = torch.as_tensor(tilt_max_deg, dtype=phi.dtype, device=phi.device)[..., None]
-    tol = 1e-3
-    observed = torch.zeros_like(phi, dtype=torch.bool)
-    for shift in (-180.0, 0.0, 180.0):
-        p = phi + shift
-        observed = observed | ((p >= tmin - tol) & (p <= tmax + tol))
-    on_axis = (kz.abs() <= 1e-7) & (ke.abs() <= 1e-7)
-    weight = (observed | on_axis).to(torch.float32)
-    if margin > 0:
-        full = (tmax - tmin) >= 180.0 - tol
-        # distance to the boundary plane of tilt t: |k . b(t)|, b(t) = cos t z_hat + sin t e_hat
-        lo, hi = torch.deg2rad(tmin), torch.deg2rad(tmax)
-        d_lo = (kz * torch.cos(lo) + ke * torch.sin(lo)).abs()
-        d = torch.minimum(d_lo, (kz * torch.cos(hi) + ke * torch.sin(hi)).abs())
-        ramp = (d / margin).clamp(0.0, 1.0)
-        weight = torch.where(full, weight, weight * ramp)
-    return weight
 
 
 class PaddedSpectrum:

@@ -33,12 +33,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from cryomine_core.fourier.grids import fftfreq_grid
+from cryomine_core.tilt_range import RULE, invalid_tilt_ranges, tilt_range_problem
 
 __all__ = [
     "missing_wedge_mask",
+    "wedge_at",
     "observed_fraction",
     "tilt_series_weights",
     "validate_tilt_range",
@@ -49,20 +52,15 @@ _ANGLE_TOLERANCE_DEG = 1e-3
 
 
 def validate_tilt_range(tilt_min_deg, tilt_max_deg) -> None:
-    """Raise ValueError unless ``-90 <= tilt_min_deg < tilt_max_deg <= 90`` (elementwise)."""
+    """Raise ValueError unless every range satisfies :data:`cryomine_core.tilt_range.RULE` (elementwise)."""
     tmin = torch.as_tensor(tilt_min_deg, dtype=torch.float64)
     tmax = torch.as_tensor(tilt_max_deg, dtype=torch.float64)
-    if torch.isnan(tmin).any() or torch.isnan(tmax).any():
-        raise ValueError("tilt range contains NaN; give tilt_min_deg and tilt_max_deg in degrees.")
-    if (tmin < -90).any() or (tmax > 90).any() or (tmin > 90).any() or (tmax < -90).any():
-        raise ValueError(
-            f"tilt range must lie within [-90, 90] degrees, got tilt_min_deg={_show(tmin)}, tilt_max_deg={_show(tmax)}."
-        )
-    if (tmin >= tmax).any():
-        raise ValueError(
-            f"tilt_min_deg must be smaller than tilt_max_deg, got tilt_min_deg={_show(tmin)}, "
-            f"tilt_max_deg={_show(tmax)}."
-        )
+    lo, hi = np.broadcast_arrays(tmin.cpu().numpy(), tmax.cpu().numpy())
+    bad = invalid_tilt_ranges(lo, hi)
+    if bad.size:
+        why = tilt_range_problem(lo.ravel()[bad[0]], hi.ravel()[bad[0]])
+        raise ValueError(f"invalid tilt range ({why}; {RULE}): got tilt_min_deg={_show(tmin)}, "
+                         f"tilt_max_deg={_show(tmax)}.")
 
 
 def observed_fraction(tilt_min_deg, tilt_max_deg) -> torch.Tensor:
@@ -136,6 +134,44 @@ def missing_wedge_mask(
     taper = 0.5 * (1.0 + torch.cos(torch.pi * dist / soft_edge_deg))
     taper = torch.where(dist < soft_edge_deg, taper, torch.zeros_like(taper))
     return torch.where(observed, torch.ones_like(taper), taper).to(torch.float32)
+
+
+def wedge_at(k: torch.Tensor, tilt_min_deg, tilt_max_deg, tilt_axis: str = "y", margin: float = 0.0) -> torch.Tensor:
+    """The observed region at arbitrary frequencies (interpolated transforms, off-grid samples).
+
+    The geometry of :func:`missing_wedge_mask` (module docstring): ``k`` is observed when the tilt of
+    the central plane containing it lies in ``[tilt_min, tilt_max]`` (modulo 180); points on the tilt
+    axis are always observed.
+
+    Args:
+        k: ``(..., K, 3)`` xyz frequencies (any units).
+        tilt_min_deg, tilt_max_deg: ``(...)`` tilt ranges in degrees (broadcast against k's batch dims).
+        tilt_axis: ``"y"`` (default) or ``"x"``.
+        margin: if > 0, observed points closer than ``margin`` (in the units of ``k``; ``1 / N`` is
+            one Fourier voxel of an ``N`` box) to a wedge boundary plane are down-weighted linearly
+            to 0 at the plane. Interpolated transforms are smeared across the wedge edge over about
+            one Fourier voxel; without the margin that attenuation biases scores towards
+            orientations that keep the reference's power away from the edges.
+
+    Returns:
+        ``(..., K)`` float32 in [0, 1]: 1 observed, 0 missing.
+    """
+    kz = k[..., 2]
+    ke = _in_plane_component(k[..., 0], k[..., 1], tilt_axis)
+    tmin = torch.as_tensor(tilt_min_deg, dtype=k.dtype, device=k.device)[..., None]
+    tmax = torch.as_tensor(tilt_max_deg, dtype=k.dtype, device=k.device)[..., None]
+    observed = _range_distance(kz, ke, tmin, tmax) <= _ANGLE_TOLERANCE_DEG
+    on_axis = (kz.abs() <= 1e-7) & (ke.abs() <= 1e-7)
+    weight = (observed | on_axis).to(torch.float32)
+    if margin > 0:
+        full = (tmax - tmin) >= 180.0 - _ANGLE_TOLERANCE_DEG
+        # distance to the boundary plane of tilt t: |k . b(t)|, b(t) = cos t z_hat + sin t e_hat
+        lo, hi = torch.deg2rad(tmin), torch.deg2rad(tmax)
+        d_lo = (kz * torch.cos(lo) + ke * torch.sin(lo)).abs()
+        d = torch.minimum(d_lo, (kz * torch.cos(hi) + ke * torch.sin(hi)).abs())
+        ramp = (d / margin).clamp(0.0, 1.0)
+        weight = torch.where(full, weight, weight * ramp)
+    return weight
 
 
 def tilt_series_weights(
@@ -236,13 +272,16 @@ def _beam_plane_components(
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3:
         raise ValueError(f"shape must be a volume shape (D, H, W), got {shape}.")
+    grid = fftfreq_grid(shape, rfft=rfft, device=device)
+    return grid[..., 0], _in_plane_component(grid[..., 2], grid[..., 1], tilt_axis)
+
+
+def _in_plane_component(kx: torch.Tensor, ky: torch.Tensor, tilt_axis: str) -> torch.Tensor:
+    """``k . e_hat``: the in-plane direction the beam turns towards (``kx`` for tilt axis y, ``-ky`` for x)."""
     axis = str(tilt_axis).lower()
     if axis not in ("x", "y"):
         raise ValueError(f"tilt_axis must be 'y' or 'x', got {tilt_axis!r}.")
-    grid = fftfreq_grid(shape, rfft=rfft, device=device)
-    kz = grid[..., 0]
-    ke = grid[..., 2] if axis == "y" else -grid[..., 1]
-    return kz, ke
+    return kx if axis == "y" else -ky
 
 
 def _infer_device(device, *values):

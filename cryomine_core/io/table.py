@@ -38,6 +38,7 @@ from cryomine_core.io.columns import (
     TOMO_FILE,
     VOXEL_SIZE,
 )
+from cryomine_core.tilt_range import RULE, invalid_tilt_ranges
 
 __all__ = ["BLOCK", "IMAGE", "VOXEL_SIZE", "TILT_MIN", "TILT_MAX", "CLASS", "CLASS_NAME", "ANGLES", "ORIGINS", "SCORE",
            "TOMO", "TOMO_FILE", "COORDS", "ITEM_ID", "HALF_SET", "SNR", "read_table", "validate_table", "write_table",
@@ -150,7 +151,6 @@ def tilt_ranges(df: pd.DataFrame, *, source: str = "particle table") -> np.ndarr
 
 
 def _check_tilt_values(ranges: np.ndarray, source: str) -> None:
-    bad = np.flatnonzero(~((ranges[:, 0] < ranges[:, 1]) & (ranges[:, 0] >= -90) & (ranges[:, 1] <= 90)))
+    bad = invalid_tilt_ranges(ranges[:, 0], ranges[:, 1])
     if bad.size:
-        raise TableError(f"{source}: row {bad[0] + 1} has tilt range {tuple(ranges[bad[0]])}; expected "
-                         "-90 <= min < max <= 90 degrees.")
+        raise TableError(f"{source}: row {bad[0] + 1} has tilt range {tuple(ranges[bad[0]])}; expected {RULE}.")

@@ -8,8 +8,9 @@ import torch
 from cryomine_core.align.average import rfft_grid_points
 from cryomine_core.align.reference import rfft_to_centred_full
 from cryomine_core.align.scoring import constrained_correlation, wedge_masks
-from cryomine_core.align.spectra import PaddedSpectrum, centred_rfft, half_sphere_points, wedge_at
+from cryomine_core.align.spectra import PaddedSpectrum, centred_rfft, half_sphere_points
 from cryomine_core.fourier import fsc, missing_wedge_mask
+from cryomine_core.fourier.wedge import wedge_at
 from cryomine_core.simulate import phantom_volume
 
 N = 20

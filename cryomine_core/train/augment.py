@@ -41,6 +41,7 @@ from cryomine_core.fourier.wedge import missing_wedge_mask
 from cryomine_core.geometry.rotate import rotate_volume
 from cryomine_core.geometry.rotations import rotation_z
 from cryomine_core.geometry.so3 import random_rotations
+from cryomine_core.tilt_range import RULE, invalid_tilt_ranges
 from cryomine_core.train.data import normalise_volume
 
 __all__ = ["AUGMENT_GROUPS", "AugmentConfig", "augment_batch", "group_transforms", "reverse_axes",
@@ -88,7 +89,7 @@ class AugmentConfig:
             (0 <= self.contrast < 1, f"contrast jitter {self.contrast}: give a value in [0, 1)"),
             (self.noise >= 0, f"noise jitter {self.noise}: give a value >= 0"),
             (0 <= self.spectrum <= 5, f"spectrum jitter {self.spectrum}: give a value in [0, 5]"),
-            (-90 <= lo < hi <= 90, f"tilt range ({lo:g}, {hi:g}): give -90 <= MIN < MAX <= 90 degrees"),
+            (not invalid_tilt_ranges(lo, hi).size, f"tilt range ({lo:g}, {hi:g}): give {RULE}"),
         ]
         for ok, msg in checks:
             if not ok:
