@@ -34,11 +34,17 @@ def filePath(obj) -> str:
     return os.path.abspath(name)
 
 
-def _tilt_range(acquisition):
+def acquisitionTiltRange(acquisition):
+    """The tilt range ``(min, max)`` of a Scipion acquisition, or None when it has none.
+
+    The one reader of an acquisition's range in the plugin. Unset limits (None, or both 0, Scipion's
+    empty acquisition) mean no range; any other pair is passed on as it is, and the core refuses an
+    impossible one naming the item (cryomine_core.tilt_range).
+    """
     if acquisition is None:
         return None
     lo, hi = acquisition.getAngleMin(), acquisition.getAngleMax()
-    if lo is None or hi is None:
+    if lo is None or hi is None or (float(lo) == 0.0 and float(hi) == 0.0):
         return None
     return float(lo), float(hi)
 
@@ -67,7 +73,7 @@ def coordinatesToTable(coordSet, tomograms, path):
         row = {T.TOMO_FILE: filePath(tomo), T.TOMO: tomo.getTsId(),
                T.COORDS[0]: x * factor, T.COORDS[1]: y * factor, T.COORDS[2]: z * factor,
                T.ITEM_ID: coord.getObjId()}
-        tilt = _tilt_range(tomo.getAcquisition())
+        tilt = acquisitionTiltRange(tomo.getAcquisition())
         if tilt is not None:
             row[T.TILT_MIN], row[T.TILT_MAX] = tilt
         rows.append(row)
@@ -90,7 +96,7 @@ def subtomogramsToTable(subtomos, path, tiltRange=None):
     for item in subtomos.iterItems():
         row = {T.IMAGE: filePath(item), T.VOXEL_SIZE: item.getSamplingRate() or rate,
                T.ITEM_ID: item.getObjId()}
-        tilt = _tilt_range(item.getAcquisition()) or tiltRange
+        tilt = acquisitionTiltRange(item.getAcquisition()) or tiltRange
         if tilt is not None:
             row[T.TILT_MIN], row[T.TILT_MAX] = tilt
         if item.getClassId() is not None:
@@ -119,7 +125,7 @@ def labelledSubtomogramsToTable(groups, path, tiltRange=None):
         for item in items:
             row = {T.IMAGE: filePath(item), T.VOXEL_SIZE: item.getSamplingRate(),
                    T.ITEM_ID: item.getObjId(), T.CLASS: number, T.CLASS_NAME: name}
-            tilt = _tilt_range(item.getAcquisition()) or tiltRange
+            tilt = acquisitionTiltRange(item.getAcquisition()) or tiltRange
             if tilt is not None:
                 row[T.TILT_MIN], row[T.TILT_MAX] = tilt
             rows.append(row)

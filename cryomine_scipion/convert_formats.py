@@ -24,7 +24,7 @@ from tomo.objects import Coordinate3D, SubTomogram, TomoAcquisition
 from cryomine_core.geometry import pose_to_scipion_matrix, scipion_matrix_to_pose
 from cryomine_core.io import table as T
 from cryomine_core.io.poses import table_poses, with_poses
-from cryomine_scipion.convert import filePath, subtomoMatrix
+from cryomine_scipion.convert import acquisitionTiltRange, filePath, subtomoMatrix
 
 
 def stem(path):
@@ -123,9 +123,9 @@ def subtomogramsToExportTable(inputSet, coordSamplingRate=None):
         if tomoName:
             row[T.TOMO] = str(tomoName)
         acq = item.getAcquisition() if item.hasAcquisition() else None
-        if acq is not None and acq.getAngleMin() is not None and acq.getAngleMax() is not None \
-                and acq.getAngleMin() < acq.getAngleMax():
-            row[T.TILT_MIN], row[T.TILT_MAX] = float(acq.getAngleMin()), float(acq.getAngleMax())
+        tilt = acquisitionTiltRange(acq)
+        if tilt is not None:
+            row[T.TILT_MIN], row[T.TILT_MAX] = tilt
         rows.append(row)
         matrices.append(subtomoMatrix(item))
     if not rows:

@@ -48,15 +48,7 @@ class ProtCryomineAlignBase(ProtCryomineBase):
                       label="Mask (optional)",
                       help="Real-space mask (same box) applied to the reference during scoring. Leave empty for a "
                            "soft spherical mask.")
-        form.addParam("tiltRangeMissing", params.BooleanParam, default=False, expertLevel=params.LEVEL_ADVANCED,
-                      label="Give a tilt range for items without one?",
-                      help="Subtomograms imported without an acquisition carry no tilt range, and CryoMine refuses "
-                           "to guess their missing wedge. Say Yes to give the range here; it is used only for items "
-                           "that have none.")
-        form.addParam("tiltMin", params.FloatParam, default=-60.0, condition="tiltRangeMissing",
-                      label="Minimum tilt (deg)", help="Lowest tilt angle of items without an acquisition.")
-        form.addParam("tiltMax", params.FloatParam, default=60.0, condition="tiltRangeMissing",
-                      label="Maximum tilt (deg)", help="Highest tilt angle of items without an acquisition.")
+        self._defineTiltRangeFallback(form, "It defines the missing wedge in the alignment scores and averages.")
 
     def _defineSearchParams(self, form):
         form.addSection(label="Alignment")
@@ -82,8 +74,8 @@ class ProtCryomineAlignBase(ProtCryomineBase):
 
     # -------------------------- STEPS functions ------------------------------
     def convertInputStep(self):
-        tilt = (self.tiltMin.get(), self.tiltMax.get()) if self.tiltRangeMissing.get() else None
-        n = subtomogramsToTable(self.inputSubtomos.get(), self._getExtraPath(INPUT_TABLE), tiltRange=tilt)
+        n = subtomogramsToTable(self.inputSubtomos.get(), self._getExtraPath(INPUT_TABLE),
+                                tiltRange=self._fallbackTiltRange())
         self.info(f"{n} subtomograms written to {INPUT_TABLE}")
 
     def _commonArgs(self):
@@ -129,7 +121,7 @@ class ProtCryomineAlignBase(ProtCryomineBase):
 
     # -------------------------- INFO functions -------------------------------
     def _validate(self):
-        errors = []
+        errors = self._fallbackTiltRangeErrors()
         subtomos = self.inputSubtomos.get()
         if subtomos is None or subtomos.getSize() == 0:
             errors.append("The input set of subtomograms is empty.")

@@ -14,6 +14,7 @@ from pyworkflow.protocol import params
 from pyworkflow.protocol.constants import STEPS_SERIAL
 from tomo.protocols import ProtTomoBase
 
+from cryomine_core.tilt_range import RULE, tilt_range_problem
 from cryomine_scipion import Plugin
 from cryomine_scipion.constants import METRICS
 
@@ -30,6 +31,36 @@ class ProtCryomineBase(EMProtocol, ProtTomoBase):
     stepsExecutionMode = STEPS_SERIAL
 
     # -------------------------- form helpers ---------------------------------
+    @staticmethod
+    def _defineTiltRangeFallback(form, use: str):
+        """The one form group for a tilt range given to items without an acquisition.
+
+        Added by the protocols whose core command reads the missing wedge (alignment and MRA,
+        classifier training, classification's class averages, subdivision's alignment); ``use``
+        says what the range is used for in this protocol (one sentence for the help).
+        """
+        form.addParam("tiltRangeMissing", params.BooleanParam, default=False, expertLevel=params.LEVEL_ADVANCED,
+                      label="Give a tilt range for items without one?",
+                      help="Subtomograms imported without an acquisition carry no tilt range, and CryoMine refuses "
+                           "to guess their missing wedge. Say Yes to give the range here; it is used only for items "
+                           f"that have none. {use}")
+        form.addParam("tiltMin", params.FloatParam, default=-60.0, condition="tiltRangeMissing",
+                      label="Minimum tilt (deg)", help="Lowest tilt angle of items without an acquisition.")
+        form.addParam("tiltMax", params.FloatParam, default=60.0, condition="tiltRangeMissing",
+                      label="Maximum tilt (deg)", help="Highest tilt angle of items without an acquisition.")
+
+    def _fallbackTiltRange(self):
+        """``(min, max)`` for items without an acquisition, or None when the form gives none."""
+        if not self.tiltRangeMissing.get():
+            return None
+        return float(self.tiltMin.get()), float(self.tiltMax.get())
+
+    def _fallbackTiltRangeErrors(self):
+        """Validation of the fallback range, by the core's one rule (cryomine_core.tilt_range)."""
+        tilt = self._fallbackTiltRange()
+        problem = tilt_range_problem(*tilt) if tilt is not None else None
+        return [f"Tilt range {tilt[0]:g}..{tilt[1]:g}: {problem} ({RULE})."] if problem else []
+
     @staticmethod
     def _defineComputeParams(form, gpu: bool = True, threads: int = 2):
         """Add the GPU choice (hidden params Scipion's GUI shows in its header) and threads."""

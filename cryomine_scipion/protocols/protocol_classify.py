@@ -39,6 +39,8 @@ class ProtCryomineClassify(ProtCryomineBase):
                       label="Subtomograms", help="Subtomograms to classify (same box and voxel size as the model's).")
         form.addParam("inputModel", params.PointerParam, pointerClass="CryomineModel", important=True,
                       label="Trained model", help="Output of 'train CNN classifier'.")
+        self._defineTiltRangeFallback(form, "The class averages made after classification compensate this "
+                                            "missing wedge.")
         form.addSection(label="Classification")
         form.addParam("useUnknown", params.BooleanParam, default=False, label="Label low-confidence items unknown?",
                       help="Put subtomograms whose calibrated confidence is below the threshold into a class "
@@ -60,7 +62,8 @@ class ProtCryomineClassify(ProtCryomineBase):
 
     # -------------------------- STEPS functions ------------------------------
     def convertInputStep(self):
-        n = subtomogramsToTable(self.inputSubtomos.get(), self._getExtraPath(INPUT_TABLE))
+        n = subtomogramsToTable(self.inputSubtomos.get(), self._getExtraPath(INPUT_TABLE),
+                                tiltRange=self._fallbackTiltRange())
         self.info(f"{n} subtomograms written to {INPUT_TABLE}")
 
     def predictStep(self):
@@ -110,7 +113,7 @@ class ProtCryomineClassify(ProtCryomineBase):
 
     # -------------------------- INFO functions -------------------------------
     def _validate(self):
-        errors = []
+        errors = self._fallbackTiltRangeErrors()
         subtomos, model = self.inputSubtomos.get(), self.inputModel.get()
         if subtomos is None or model is None:
             return errors

@@ -6,6 +6,7 @@ from enum import Enum
 from tomo.objects import SetOfCoordinates3D, SetOfSubTomograms
 
 from cryomine_core.io import table as T
+from cryomine_core.tilt_range import RULE, tilt_range_problem
 from cryomine_scipion.convert_formats import tableToSubtomograms
 from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
 
@@ -36,9 +37,10 @@ class ProtCryomineImportTableBase(ProtCryomineBase):
             tilt = self._tiltRange()
         except ValueError:
             tilt = None
-        if tilt is None or tilt[0] >= tilt[1]:
+        if tilt is None:
             return ["'Tilt range' must be two numbers, minimum then maximum, e.g. '-60 60'."]
-        return []
+        problem = tilt_range_problem(*tilt)
+        return [f"'Tilt range' {tilt[0]:g} {tilt[1]:g}: {problem} ({RULE})."] if problem else []
 
     def _defineSubtomogramOutputs(self, df, index, boxSize, coordSamplingRate=None):
         """Subtomograms from ``df`` (images, poses, classes) and, when the tomograms are known and

@@ -60,6 +60,8 @@ class ProtCryomineSubdivide(ProtCryomineBase):
         form.addParam("epochs", params.IntParam, default=5, validators=[params.GT(0)],
                       condition=f"featureSource=={UNSUPERVISED}", label="Epochs per round",
                       help="Training epochs of each unsupervised round.")
+        self._defineTiltRangeFallback(form, "Cluster averages and the reference-free re-assignment compensate "
+                                            "this missing wedge.")
 
         form.addSection(label="Clustering")
         form.addParam("numberOfClusters", params.IntParam, default=0, validators=[params.GE(0)],
@@ -120,7 +122,8 @@ class ProtCryomineSubdivide(ProtCryomineBase):
 
     # -------------------------- STEPS functions ------------------------------
     def convertInputStep(self):
-        n = subtomogramsToTable(self.inputSubtomos.get(), self._getExtraPath(INPUT_TABLE))
+        n = subtomogramsToTable(self.inputSubtomos.get(), self._getExtraPath(INPUT_TABLE),
+                                tiltRange=self._fallbackTiltRange())
         self.info(f"{n} subtomograms written to {INPUT_TABLE}")
 
     def subdivideStep(self):
@@ -189,7 +192,7 @@ class ProtCryomineSubdivide(ProtCryomineBase):
                 ("Cluster averages (central slices)", self._getExtraPath("gallery.png"))]
 
     def _validate(self):
-        errors = []
+        errors = self._fallbackTiltRangeErrors()
         subtomos = self.inputSubtomos.get()
         if subtomos is not None and subtomos.getSize() < 2:
             errors.append("Subdivision needs at least two subtomograms.")

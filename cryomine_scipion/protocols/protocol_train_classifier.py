@@ -59,15 +59,8 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
                       condition=f"inputKind=={FROM_SETS}", allowsNull=True, label="Sets (one per class)",
                       help="One SetOfSubTomograms per class. Give each a clear label in the project (right click > "
                            "Edit): it becomes the class name.")
-        form.addParam("tiltRangeMissing", params.BooleanParam, default=False, expertLevel=params.LEVEL_ADVANCED,
-                      label="Give a tilt range for items without one?",
-                      help="Recorded with items that carry no acquisition. The 'subtomo' recipe's augmentation and "
-                           "test-time augmentation use the missing wedge of this range (-60..60 is assumed when no "
-                           "item has one).")
-        form.addParam("tiltMin", params.FloatParam, default=-60.0, condition="tiltRangeMissing",
-                      label="Minimum tilt (deg)", help="Lowest tilt angle of items without an acquisition.")
-        form.addParam("tiltMax", params.FloatParam, default=60.0, condition="tiltRangeMissing",
-                      label="Maximum tilt (deg)", help="Highest tilt angle of items without an acquisition.")
+        self._defineTiltRangeFallback(form, "The 'subtomo' recipe's augmentation and test-time augmentation use "
+                                            "its missing wedge (-60..60 is assumed when no item has one).")
 
         form.addSection(label="Network")
         form.addParam("architecture", params.EnumParam, choices=ARCHITECTURES, default=ARCHITECTURES.index("compact3d"),
@@ -155,8 +148,8 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
         return groups
 
     def convertInputStep(self):
-        tilt = (self.tiltMin.get(), self.tiltMax.get()) if self.tiltRangeMissing.get() else None
-        counts = labelledSubtomogramsToTable(self._groups(), self._getExtraPath(INPUT_TABLE), tiltRange=tilt)
+        counts = labelledSubtomogramsToTable(self._groups(), self._getExtraPath(INPUT_TABLE),
+                                             tiltRange=self._fallbackTiltRange())
         self.info("Labelled examples per class: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
 
     def trainStep(self):
@@ -204,6 +197,7 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
                   if param.get() is not None and param.get() <= 0]
         if self.patience.get() is not None and self.patience.get() < 0:
             errors.append("Early stop after (epochs) must be >= 0 (0: never).")
+        errors += self._fallbackTiltRangeErrors()
         if self.inputKind.get() == FROM_CLASSES:
             classes = self.inputClasses.get()
             if classes is None:

@@ -40,3 +40,35 @@ def test_file_path_strips_only_a_format_suffix(name, expected):
     tomo = Tomogram()
     tomo.setFileName(name)
     assert filePath(tomo) == expected
+
+
+def test_one_reader_of_the_acquisition_tilt_range():
+    from tomo.objects import TomoAcquisition
+
+    from cryomine_scipion.convert import acquisitionTiltRange
+
+    assert acquisitionTiltRange(None) is None
+    assert acquisitionTiltRange(TomoAcquisition()) is None  # nothing set
+    assert acquisitionTiltRange(TomoAcquisition(angleMin=-54.0, angleMax=60.0)) == (-54.0, 60.0)
+    assert acquisitionTiltRange(TomoAcquisition(angleMin=60.0, angleMax=-60.0)) == (60.0, -60.0)  # core refuses it
+
+
+@pytest.mark.parametrize("protocol", ["ProtCryomineAlign", "ProtCryomineMultiRefClassify", "ProtCryomineClassify",
+                                      "ProtCryomineSubdivide", "ProtCryomineTrainClassifier"])
+def test_the_tilt_range_fallback_is_offered_where_the_core_reads_a_wedge_and_checked_by_its_rule(protocol):
+    import cryomine_scipion.protocols as protocols
+
+    cls = getattr(protocols, protocol)
+    from pyworkflow.protocol import Form
+
+    prot = cls()
+    form = Form(prot)
+    prot._defineParams(form)
+    assert form.getParam("tiltRangeMissing") is not None
+    prot.tiltRangeMissing.set(True)
+    prot.tiltMin.set(50.0)
+    prot.tiltMax.set(-50.0)
+    assert any("smaller" in e for e in prot._fallbackTiltRangeErrors())
+    prot.tiltMin.set(-50.0)
+    prot.tiltMax.set(60.0)
+    assert prot._fallbackTiltRangeErrors() == [] and prot._fallbackTiltRange() == (-50.0, 60.0)
