@@ -159,6 +159,7 @@ def run_snr(snr: float, specs_a: list[str], specs_b: list[str], args, root: Path
     from cryomine_core.classify import train_classifier
     from cryomine_core.simulate.datasets import simulate_subtomogram_dataset
     from cryomine_core.subdivide import run_subdivide
+    from cryomine_core.subdivide.settings import SubdivideSettings
 
     common = dict(snr=snr, box=args.box, voxel_size=args.voxel, max_shift=args.max_shift, n_snr_check=4,
                   device=device)
@@ -182,18 +183,20 @@ def run_snr(snr: float, specs_a: list[str], specs_b: list[str], args, root: Path
     a_names = [structure_name(s) for s in specs_a]
     result = {"snr": snr, "simulate_s": sim_s, "train_s": train_s, "train_test_accuracy": train.get("test_accuracy"),
               "a_classes": a_names, "b_classes": b_names}
-    model = {"model": root / f"model_{snr}" / "model.pt"}
-    variants = [("cnn", model, 0), ("rif", {"features": "rif"}, 0)]
+    model = root / f"model_{snr}" / "model.pt"
+    variants = [("cnn", "model", 0), ("rif", "rif", 0)]
     if args.reassign:
-        variants += [("cnn_reassign", model, args.reassign), ("rif_reassign", {"features": "rif"}, args.reassign)]
+        variants += [("cnn_reassign", "model", args.reassign), ("rif_reassign", "rif", args.reassign)]
     if args.unsupervised:
-        variants += [("unsupervised", {"features": "unsupervised"}, 0)]
-    for label, kwargs, reassign in variants:
+        variants += [("unsupervised", "unsupervised", 0)]
+    for label, features, reassign in variants:
         out = root / f"sub_{label}_{snr}"
         extra = dict(align_clusters=True, align_iterations=args.align_iterations, angular_step=args.angular_step,
                      reassign=reassign, merge_threshold=args.merge_threshold) if reassign else {}
-        m = run_subdivide(blind, out, clusters=args.clusters, max_clusters=args.max_clusters, method=args.method,
-                          device=str(device), seed=args.seed, plots=label == "cnn", **kwargs, **extra)
+        settings = SubdivideSettings(features=features, clusters=args.clusters, max_clusters=args.max_clusters,
+                                     method=args.method, seed=args.seed, **extra)
+        m = run_subdivide(blind, out, settings, model=model if features == "model" else None, device=str(device),
+                          plots=label == "cnn")
         result[label] = _score_run(m, out, test_dir / "maps", b_names, args, device)
         r = result[label]
         if reassign:  # None when BIC found a single cluster: nothing to re-assign

@@ -91,19 +91,20 @@ def register(sub) -> None:
 
 def _run(args) -> int:
     from cryomine_core.subdivide.jobs import run_subdivide
+    from cryomine_core.subdivide.settings import SubdivideSettings
 
-    features = "unsupervised" if args.unsupervised else args.features
+    features = "model" if args.model else ("unsupervised" if args.unsupervised else (args.features or "rif"))
     minibatch = {"auto": "auto", "on": True, "off": False}[args.minibatch]
-    metrics = run_subdivide(
-        args.table, args.out, model=args.model, features=features, clusters=args.clusters,
-        max_clusters=args.max_clusters, method=args.method, covariance=args.covariance,
-        pca_components=args.pca_components, align_clusters=args.align_clusters,
-        align_iterations=args.align_iterations, angular_step=args.angular_step, max_shift=args.max_shift,
-        split=args.split, split_ratio=args.split_ratio, merge_threshold=args.merge_threshold,
-        merge_resolution=args.merge_resolution, merge_relative=not args.merge_absolute, reassign=args.reassign,
-        reassign_resolution=args.reassign_resolution, rounds=args.rounds, epochs=args.epochs,
-        batch_size=args.batch_size,
-        device=args.device, seed=args.seed, minibatch=minibatch, plots=not args.no_plots)
+    settings = SubdivideSettings(
+        features=features, clusters=args.clusters, max_clusters=args.max_clusters, method=args.method,
+        covariance=args.covariance, pca_components=args.pca_components, minibatch=minibatch,
+        align_clusters=args.align_clusters, align_iterations=args.align_iterations, angular_step=args.angular_step,
+        max_shift=args.max_shift, split=args.split, split_ratio=args.split_ratio,
+        merge_threshold=args.merge_threshold, merge_resolution=args.merge_resolution,
+        merge_relative=not args.merge_absolute, reassign=args.reassign, reassign_resolution=args.reassign_resolution,
+        rounds=args.rounds, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    metrics = run_subdivide(args.table, args.out, settings, model=args.model, device=args.device,
+                            plots=not args.no_plots)
     summary = {k: metrics[k] for k in ("n", "n_clusters", "cluster_sizes")}
     if "vs_input_labels" in metrics:
         summary["ari_vs_input"] = metrics["vs_input_labels"]["ari"]

@@ -17,9 +17,10 @@ from cryomine_core.subdivide.features import model_features, network_features, p
 from cryomine_core.subdivide.jobs import run_subdivide
 from cryomine_core.subdivide.reassign import Reassignment, reassign_by_alignment
 from cryomine_core.subdivide.refine import ClusterAverages, cluster_averages, merge_similar, split_poorly_aligned
+from cryomine_core.subdivide.settings import SubdivideSettings
 from cryomine_core.subdivide.unsupervised import UnsupervisedResult, unsupervised_subdivision
 
 __all__ = ["ClusterAverages", "ClusterResult", "Reassignment", "UnsupervisedResult", "cluster_averages",
            "cluster_features", "clustering_scores", "map_agreement", "merge_similar", "model_features",
            "network_features", "penultimate_layer", "reassign_by_alignment", "reduce_features", "rif_features",
-           "run_subdivide", "select_clusters", "split_poorly_aligned", "unsupervised_subdivision"]
+           "run_subdivide", "SubdivideSettings", "select_clusters", "split_poorly_aligned", "unsupervised_subdivision"]
