@@ -36,6 +36,7 @@ from cryomine_core.io.columns import RANDOM_SUBSET
 from cryomine_core.io.mrc import read_mrc, write_mrc
 from cryomine_core.io.outputs import remove_stale
 from cryomine_core.io.poses import table_poses, with_poses
+from cryomine_core.subtomograms import load_subtomograms
 from cryomine_core.tilt_range import RULE, invalid_tilt_ranges
 from cryomine_core.validate import check_subtomograms
 
@@ -93,17 +94,8 @@ def load_particles(table_path: str | Path, tilt_range: tuple[float, float] | Non
     if T.VOXEL_SIZE not in df.columns:
         df[T.VOXEL_SIZE] = voxel_size
         log.info("%s: no cmVoxelSize column; using the MRC headers' %.4g Å", source, voxel_size)
-    vols = []
-    for i, path in enumerate(df[T.IMAGE]):
-        data, _ = read_mrc(path)  # raises InputFileError naming the file for NaN/inf or a bad file
-        if len(set(data.shape)) != 1:
-            raise InputFileError(f"{path} (row {i + 1}): subtomograms must be cubic volumes, got shape {data.shape}.")
-        std = float(data.std())
-        if not std > 0:
-            raise InputFileError(f"{path} (row {i + 1}): the volume is constant (no signal); remove it from the set.")
-        vols.append((data - data.mean()) / std)
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    volumes = torch.as_tensor(np.stack(vols), dtype=torch.float32, device=dev)
+    volumes = load_subtomograms(list(df[T.IMAGE]), device=dev)
     log.info("read %d particles of %d^3 voxels at %.4g Å from %s", len(df), box, voxel_size, source)
     return ParticleSet(df, volumes, torch.as_tensor(tilt, dtype=torch.float32, device=dev), voxel_size, source)
 

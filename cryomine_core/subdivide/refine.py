@@ -23,10 +23,10 @@ import torch
 from cryomine_core.align.average import average_particles
 from cryomine_core.align.refine import RefineSettings, refine
 from cryomine_core.align.search import SearchSettings
-from cryomine_core.errors import CryomineError, InputFileError
+from cryomine_core.errors import CryomineError
 from cryomine_core.io import table as T
 from cryomine_core.io.poses import table_poses
-from cryomine_core.train.data import VolumeDataset
+from cryomine_core.subtomograms import load_subtomograms
 
 log = logging.getLogger("cryomine")
 
@@ -102,17 +102,11 @@ def has_poses(df: pd.DataFrame) -> bool:
 
 
 def load_volumes(df: pd.DataFrame, rows: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Volumes ``(B, n, n, n)`` (z-scored) and tilt ranges ``(B, 2)`` of table rows ``rows``."""
+    """Volumes ``(B, n, n, n)`` (z-scored, :func:`cryomine_core.subtomograms.load_subtomograms`) and tilt
+    ranges ``(B, 2)`` of table rows ``rows``."""
     tilt_all = T.tilt_ranges(df)
-    ds = VolumeDataset(df[T.IMAGE].iloc[rows].tolist(), None, normalise="zscore")
-    vols = []
-    for i in range(len(ds)):
-        v = ds[i][0][0]
-        if v.ndim != 3 or len(set(v.shape)) != 1:
-            raise InputFileError(f"{ds.paths[i]}: subtomograms must be cubic volumes to be aligned, got "
-                                 f"{tuple(v.shape)}.")
-        vols.append(v)
-    return (torch.stack(vols).to(device), torch.as_tensor(tilt_all[rows], dtype=torch.float32, device=device))
+    vols = load_subtomograms(df[T.IMAGE].iloc[rows].tolist(), rows=[int(r) for r in rows], device=device)
+    return vols, torch.as_tensor(tilt_all[rows], dtype=torch.float32, device=device)
 
 
 def default_settings(box: int, *, iterations: int = 3, angular_step: float = 15.0, max_shift: float | None = None,
