@@ -40,6 +40,7 @@ from cryomine_core.io.columns import INSTANCE
 from cryomine_core.io.mrc import read_mrc, write_mrc
 from cryomine_core.segment.evaluate import match_objects, prf
 from cryomine_core.segment.object_classifier import predict_object_classes, train_object_classifier
+from cryomine_core.segment.object_evaluation import evaluate_objects  # noqa: E402
 from cryomine_core.segment.objects import find_objects
 from cryomine_core.segment.predicting import predict_tomograms
 from cryomine_core.segment.training import read_class_names, train_segmenter
@@ -97,7 +98,7 @@ def _membrane_by_orientation(pred_dir: Path, sim_dir: Path, tomos, value: int) -
 def _evaluate_table(objects_star, sim_dir: Path, tomos, names: list[str], dilate: int, classes=None,
                     fill: bool = True) -> dict:
     """Pooled object figures of an object table (or of ``classes`` per row, 0-based) against the simulator's truth."""
-    from cryomine_core.segment.objects import pool_evaluations
+    from cryomine_core.segment.object_evaluation import pool_evaluations
 
     objs = T.read_table(objects_star, require=(T.TOMO, *T.COORDS), resolve_paths=False)
     truth = T.read_table(sim_dir / "particles.star", require=(T.TOMO, *T.COORDS), resolve_paths=False)
@@ -215,13 +216,12 @@ def main(argv=None) -> int:
     pm = predict_tomograms(train_out / "model.pt", tomos, work / "pred", device=str(device), tta=args.tta)
     t_pred = time.perf_counter() - t0
     t0 = time.perf_counter()
-    om = find_objects(work / "objects", probabilities=[work / f"pred/probabilities/tomo{k:03d}.mrc" for k in
-                                                       range(n_test)],
-                      classes=work / "pred/segmenter.json", tomograms=tomos,
-                      truth_table=sims["test"] / "particles.star",
-                      truth_instances=[sims["test"] / f"instances/tomo{k:03d}.mrc" for k in range(n_test)],
-                      truth_labels=[sims["test"] / f"labels/tomo{k:03d}.mrc" for k in range(n_test)])
+    prob_maps = [work / f"pred/probabilities/tomo{k:03d}.mrc" for k in range(n_test)]
+    find_objects(work / "objects", probabilities=prob_maps, classes=work / "pred/segmenter.json", tomograms=tomos)
     t_obj = time.perf_counter() - t0
+    om = evaluate_objects(work / "objects", prob_maps, truth_table=sims["test"] / "particles.star",
+                          truth_instances=[sims["test"] / f"instances/tomo{k:03d}.mrc" for k in range(n_test)],
+                          truth_labels=[sims["test"] / f"labels/tomo{k:03d}.mrc" for k in range(n_test)])
     ev = om["objects"]
     result["seconds_per_tomogram"] = round((t_pred + t_obj) / n_test, 2)
     result["seconds_predict_per_tomogram"] = round(pm["seconds_per_tomogram"], 2)

@@ -168,10 +168,15 @@ def run_objects(args) -> int:
                             min_size_fraction=args.min_size_fraction)
     metrics = find_objects(args.out, labels=args.labels or (), probabilities=args.probabilities or (),
                            classes=args.classes, tomograms=args.tomograms, stuff_classes=args.stuff, params=params,
-                           use_expected=args.use_expected, truth_table=args.truth_table,
-                           truth_instances=args.truth_instances, truth_labels=args.truth_labels, dilate=args.dilate,
-                           fill_cavities=args.fill_cavities,
-                           classifier=args.classifier, device=args.device)
+                           use_expected=args.use_expected, classifier=args.classifier, device=args.device)
+    if args.truth_table or args.truth_instances or args.truth_labels:
+        from cryomine_core.segment.object_evaluation import evaluate_objects
+
+        maps = args.probabilities or args.labels
+        metrics = evaluate_objects(args.out, maps, probabilities=bool(args.probabilities),
+                                   truth_table=args.truth_table, truth_instances=args.truth_instances,
+                                   truth_labels=args.truth_labels, dilate=args.dilate,
+                                   fill_cavities=args.fill_cavities)
     summary = {"n_objects": metrics["n_objects"], "counts": metrics["counts"]}
     if "objects" in metrics:
         summary["f1_localisation"] = metrics["objects"]["localisation"]["f1"]

@@ -35,7 +35,7 @@ The particle table
 | ``cmObjectId`` | int | object found by segmentation (its label in the object map) | segment objects |
 | ``cmVoxels``, ``cmVolumeA3``, ``cmSolidity`` | int, float | size (voxels, Å³), solidity | segment objects |
 | ``cmObjectSplit`` | int | 1 where a segmented object was split from a larger blob | segment objects |
-| ``cmVoxelClassName`` | str | class of an object by voxel vote (before the object classifier) | segment objects |
+| ``cmVoxelClassName``, ``cmVoxelScore`` | str, float | voxel-vote class, confidence | segment objects |
 | ``cmPc1``, ``cmPc2`` | float | 2-D embedding of the item's features (plots) | subdivide |
 | ``cmBoxSize`` | int | edge of an annotated box, voxels (segmentation annotations) | segment train |
 
@@ -74,6 +74,7 @@ VOLUME_A3 = "cmVolumeA3"
 SOLIDITY = "cmSolidity"
 OBJECT_SPLIT = "cmObjectSplit"
 VOXEL_CLASS_NAME = "cmVoxelClassName"
+VOXEL_SCORE = "cmVoxelScore"
 BOX_SIZE = "cmBoxSize"
 EMBEDDING = ("cmPc1", "cmPc2")
 

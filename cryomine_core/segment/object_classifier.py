@@ -27,7 +27,7 @@ import torch
 from cryomine_core.classify.model_file import load_classifier, save_classifier
 from cryomine_core.errors import CryomineError
 from cryomine_core.io import table as T
-from cryomine_core.io.columns import VOXEL_CLASS_NAME
+from cryomine_core.io.columns import VOXEL_CLASS_NAME, VOXEL_SCORE
 from cryomine_core.models import build_model
 from cryomine_core.segment.data import read_volume
 from cryomine_core.train import ArrayDataset, fit, fit_temperature, predict_logits
@@ -150,6 +150,8 @@ def classify_objects(table: pd.DataFrame, classifier: str | os.PathLike, *, devi
         raise CryomineError("the object table has no cmTomoFile column: give --tomograms with --classifier.")
     out = table.copy()
     out[VOXEL_CLASS_NAME] = out[T.CLASS_NAME]
+    if T.SCORE in out.columns:
+        out[VOXEL_SCORE] = out[T.SCORE]
     numbers = list(meta.get("class_numbers") or range(1, len(meta["class_names"]) + 1))
     for tomo, idx in out.groupby(T.TOMO_FILE).groups.items():
         vol, _ = read_volume(tomo, "tomogram")

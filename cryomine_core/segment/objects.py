@@ -1,4 +1,4 @@
-"""``cryomine segment objects``: objects from label/probability maps; object table; counts; evaluation.
+"""``cryomine segment objects``: objects from label/probability maps; object table; counts.
 
 Outputs in ``out_dir`` for every input map ``NAME``:
 
@@ -16,9 +16,10 @@ and once:
   (1 when the object came from splitting a non-convex component), ``cmVoxelSize``;
 - ``counts.csv``: one row per tomogram and class, columns ``tomogram, class, count``; ``counts.json``:
   ``{tomogram: {class: count}}``;
-- ``metrics.json``: settings, numbers of objects, and with ground truth the evaluation
-  (:mod:`.evaluate`): ``dice`` per class, ``objects`` (localisation, per-class and overall
-  precision/recall/F1, classification accuracy) per tomogram and pooled.
+- ``metrics.json``: settings and numbers of objects; with ground truth,
+  :func:`.object_evaluation.evaluate_objects` adds ``dice`` per class and ``objects``
+  (localisation, per-class and overall precision/recall/F1, classification accuracy) per tomogram
+  and pooled.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +36,10 @@ import pandas as pd
 from cryomine_core.errors import CryomineError, InputFileError
 from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_path, atomic_write_text
-from cryomine_core.io.columns import INSTANCE as TRUE_INSTANCE
 from cryomine_core.io.columns import OBJECT_ID, SOLIDITY, VOLUME_A3, VOXELS
 from cryomine_core.io.columns import OBJECT_SPLIT as SPLIT_FLAG
 from cryomine_core.io.mrc import read_mrc, write_mrc
 from cryomine_core.segment.data import read_volume
-from cryomine_core.segment.evaluate import dice_per_class, match_objects, prf
 from cryomine_core.segment.grouping import GroupingParams, group_objects
 
 log = logging.getLogger("cryomine")
@@ -76,7 +75,7 @@ def counts_table(df: pd.DataFrame, tomograms: Sequence[str], class_names: Sequen
     return pd.DataFrame(rows, columns=["tomogram", "class", "count"])
 
 
-def _read_classes(path: str | os.PathLike | None, source_hint: str) -> tuple[list[int], list[str], dict]:
+def read_classes(path: str | os.PathLike | None, source_hint: str) -> tuple[list[int], list[str], dict]:
     """Class values/names (+ object classes, expected volumes when present) from segmenter.json or classes.json."""
     if path is None:
         raise CryomineError(f"the class names are needed: give --classes (the classes.json or segmenter.json written "
@@ -99,25 +98,15 @@ def _read_classes(path: str | os.PathLike | None, source_hint: str) -> tuple[lis
     return values, names, extra
 
 
-def _true_classes(truth: pd.DataFrame, tomo: str, names: Sequence[str]) -> dict[int, int]:
-    """Instance id -> class index (by class name) of the true particles of tomogram ``tomo``."""
-    key = truth[T.TOMO].astype(str).map(lambda s: Path(s).stem)
-    sub = truth[key == tomo]
-    index = {n: i for i, n in enumerate(names)}
-    out = {}
-    for iid, name in zip(sub[TRUE_INSTANCE], sub[T.CLASS_NAME].astype(str)):
-        out[int(iid)] = index.get(name, -1)
-    return out
-
-
 def find_objects(out_dir: str | os.PathLike, *, labels: Sequence[str | os.PathLike] = (),
                  probabilities: Sequence[str | os.PathLike] = (), classes: str | os.PathLike | None = None,
                  tomograms: Sequence[str | os.PathLike] = (), stuff_classes: Sequence[str] = ("membrane",),
                  params: GroupingParams | None = None, use_expected: bool = True,
-                 truth_table: str | os.PathLike | None = None, truth_instances: Sequence[str | os.PathLike] = (),
-                 truth_labels: Sequence[str | os.PathLike] = (), dilate: int = 0, fill_cavities: bool = True,
                  classifier: str | os.PathLike | None = None, device: str = "auto") -> dict:
     """Group predicted maps into objects and write the outputs listed in the module docstring.
+
+    Finding only: the evaluation against ground truth is :func:`.object_evaluation.evaluate_objects`,
+    run on the outputs.
 
     Args:
         labels / probabilities: one map per tomogram (label maps in label values, or the ``(C, Z, Y, X)``
@@ -126,35 +115,24 @@ def find_objects(out_dir: str | os.PathLike, *, labels: Sequence[str | os.PathLi
         tomograms: the tomograms (recorded as ``cmTomoFile``; needed by ``classifier``), same order.
         stuff_classes: class names not grouped into objects (when segmenter.json does not say).
         params: grouping settings. use_expected: use the model's typical object volumes.
-        truth_table / truth_instances / truth_labels: ground truth for the evaluation (simulator
-            ``particles.star``, ``instances/`` and ``labels/`` maps), one map per tomogram.
-        dilate: grow the true occupancies by this many voxels for the object evaluation.
-        fill_cavities: count a particle's enclosed cavities as part of its occupancy (the centre of a
-            hollow complex lies in its cavity; :func:`~.evaluate.fill_cavities`).
         classifier: a ``model.pt`` of ``cryomine classify train``: objects get its class (step 3).
     """
     maps = list(probabilities) or list(labels)
     if not maps:
         raise CryomineError("no map given: pass --probabilities or --labels (the outputs of 'cryomine segment "
                             "predict').")
-    for name, given in (("--labels", labels), ("--tomograms", tomograms), ("--truth-instances", truth_instances),
-                        ("--truth-labels", truth_labels)):
+    for name, given in (("--labels", labels), ("--tomograms", tomograms)):
         if given and len(given) != len(maps):
             raise CryomineError(f"{len(given)} file(s) for {name} but {len(maps)} map(s): give one per tomogram, in "
                                 "the same order.")
-    if truth_instances and truth_table is None:
-        raise CryomineError("--truth-instances needs --truth-table (the particles.star with cmInstanceId).")
-    values, names, extra = _read_classes(classes, "")
+    values, names, extra = read_classes(classes, "")
     stuff = {s.lower() for s in stuff_classes}
     object_idx = extra["object_classes"] or [k for k in range(1, len(values)) if names[k].lower() not in stuff]
     expected = extra["expected_voxels"] if use_expected else {}
     lut = np.full(max(values) + 1, -1, dtype=np.int64)
     lut[values] = np.arange(len(values))
-    truth = T.read_table(truth_table, require=(T.TOMO, TRUE_INSTANCE, T.CLASS_NAME), resolve_paths=False) \
-        if truth_table else None
     out = Path(out_dir)
-    frames, per_tomo, evals = [], [], []
-    pooled_pred, pooled_true = [], []
+    frames, per_tomo = [], []
     for i, path in enumerate(maps):
         stem = Path(path).stem
         prob = None
@@ -187,28 +165,6 @@ def find_objects(out_dir: str | os.PathLike, *, labels: Sequence[str | os.PathLi
         write_mrc(out / "instances" / f"{stem}.mrc", instances, vs, dtype=inst_dtype)
         write_mrc(out / "classes" / f"{stem}.mrc", class_map, vs, dtype=np.int16)
         rec = {"name": stem, "map": str(path), "n_objects": len(objs)}
-        if truth_labels:
-            tl, _ = read_volume(truth_labels[i], "true label map")
-            if tl.shape != idx.shape:
-                raise InputFileError(f"{truth_labels[i]}: true label map {tl.shape} differs from the prediction "
-                                     f"{idx.shape} (z, y, x); give the label map of the same tomogram.")
-            tl = tl.astype(np.int64)
-            known = np.isin(tl, values)
-            tidx = np.where(known, lut[np.clip(tl, 0, max(values))], -1)
-            rec["dice"] = dice_per_class(idx, tidx, dict(enumerate(names)))
-            pooled_pred.append(idx.ravel())
-            pooled_true.append(tidx.ravel())
-        if truth_instances:
-            ti, _ = read_volume(truth_instances[i], "true instance map")
-            tc = _true_classes(truth, stem, names)
-            if not tc:
-                raise InputFileError(f"{truth_table}: no particle of tomogram '{stem}' ({T.TOMO} must name it).")
-            obj_names = {k: names[k] for k in object_idx}
-            ev = match_objects(df[list(T.COORDS)].to_numpy() if len(df) else np.zeros((0, 3)),
-                               [int(o["class_index"]) for o in objs], [o["confidence"] for o in objs],
-                               ti.astype(np.int64), tc, obj_names, dilate=dilate, fill=fill_cavities)
-            rec["objects"] = ev
-            evals.append(ev)
         per_tomo.append(rec)
         log.info("%s: %d objects %s", stem, len(objs), df[T.CLASS_NAME].value_counts().to_dict() if len(df) else {})
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -234,28 +190,5 @@ def find_objects(out_dir: str | os.PathLike, *, labels: Sequence[str | os.PathLi
     metrics = {"n_objects": int(len(table)), "counts": counts_json, "object_classes": obj_names,
                "class_values": values, "class_names": names, "grouping": vars(p),
                "expected_voxels": {names[k]: v for k, v in expected.items() if k < len(names)}, "tomograms": per_tomo}
-    if pooled_pred:
-        metrics["dice"] = dice_per_class(np.concatenate(pooled_pred), np.concatenate(pooled_true),
-                                         dict(enumerate(names)))
-    if evals:
-        metrics["objects"] = pool_evaluations(evals)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
-
-
-def pool_evaluations(evals: Sequence[Mapping]) -> dict:
-    """Sum the counts of several tomograms' :func:`~.evaluate.match_objects` results and recompute the figures."""
-    def pooled(getter) -> dict:
-        tp = sum(getter(e)["tp"] for e in evals)
-        n_pred = sum(getter(e)["n_predicted"] for e in evals)
-        n_true = sum(getter(e)["n_true"] for e in evals)
-        return prf(tp, n_pred, n_true)
-
-    names = list(evals[0]["per_class"])
-    matched = sum(e["n_matched"] for e in evals)
-    correct = sum((e["classification_accuracy"] or 0.0) * e["n_matched"] for e in evals)
-    return {"localisation": pooled(lambda e: e["localisation"]),
-            "per_class": {n: pooled(lambda e, n=n: e["per_class"][n]) for n in names},
-            "overall": pooled(lambda e: e["overall"]),
-            "classification_accuracy": (correct / matched) if matched else None, "n_matched": matched,
-            "dilate": evals[0].get("dilate", 0), "fill_cavities": evals[0].get("fill_cavities", False)}
