@@ -51,6 +51,31 @@ GROUPS_SMALL = {"large": ["4v4r", "3j9i"], "medium": ["1bxn"], "small": ["3h84",
 GROUPS_FULL = {"large": ["4v4r", "3j9i"], "medium": ["1bxn", "3cf3", "1u6g", "3d2f"],
                "small": ["1s3x", "3qm1", "3h84", "2cg9"]}
 PHANTOMS = {"large": ["big=phantom:0"], "medium": ["mid=phantom:1"], "small": ["tiny=phantom:2"]}
+# --czii: complexes of the CZII picking challenge's kind, from the pinned models of `cryomine structures
+# fetch` (70S ribosome 4v5d, TRiC 4v8r, apoferritin 6z6u) and two maps of --structures-dir (1bxn, 1s3x)
+CZII_FETCHED = {"large": ["4v5d", "4v8r"], "medium": ["6z6u"]}
+CZII_MAPS = {"medium": ["1bxn"], "small": ["1s3x"]}
+
+
+def _czii_classes(structures_dir: str) -> tuple[list[str], dict[str, list[str]]]:
+    """The CZII-like set; stops with the reason when a model cannot be fetched or a map is missing."""
+    from cryomine_core.simulate.structures import load_structure
+
+    groups: dict[str, list[str]] = {}
+    specs = []
+    for g, names in CZII_FETCHED.items():
+        for n in names:
+            load_structure(n, VOXEL)  # downloads the pinned model once; raises with the reason otherwise
+            specs.append(n)
+            groups.setdefault(g, []).append(n)
+    for g, names in CZII_MAPS.items():
+        for n in names:
+            path = Path(structures_dir) / f"{n}.mrc"
+            if not path.exists():
+                raise SystemExit(f"--czii needs {path} (the maps of --structures-dir)")
+            specs.append(str(path))
+            groups.setdefault(g, []).append(n)
+    return specs, groups
 
 
 def _classes(structures_dir: str | None, small: bool) -> tuple[list[str], dict[str, list[str]]]:
@@ -161,6 +186,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dilate", type=int, default=2,
                     help="also report the object figures with true occupancies dilated by this many voxels (SHREC's "
                          "dilated occupancy; hollow complexes such as the proteasome have their centre in a cavity)")
+    ap.add_argument("--czii", action="store_true",
+                    help="classes of the CZII picking challenge's kind: ribosome 4v5d, TRiC 4v8r and apoferritin "
+                         "6z6u (fetched models) with 1bxn and 1s3x (maps of --structures-dir)")
     ap.add_argument("--tta", action="store_true",
                     help="test-time augmentation: average the probabilities over the 4 x/y flips (4x predict time)")
     ap.add_argument("--skip-large", action="store_true", help="skip the 512 x 512 x 200 timing")
@@ -178,13 +206,14 @@ def main(argv=None) -> int:
     n_test = 2 if small else 3
     epochs = args.epochs or (120 if small else 150)
     width = args.width or (8 if small else 16)
-    specs, groups = _classes(args.structures_dir, small)
+    specs, groups = _czii_classes(args.structures_dir) if args.czii else _classes(args.structures_dir, small)
     names = [Path(s).stem if s.endswith(".mrc") else s.split("=")[0] for s in specs]
     t_all = time.perf_counter()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="cryomine-seg-bench-"))
     print(f"device {device}, {torch.get_num_threads()} threads; classes {names}; groups {groups}; work {work}")
     result: dict = {"mode": "small" if small else "full", "device": str(device), "threads": torch.get_num_threads(),
-                    "classes": names, "groups": groups, "snr": 0.1, "voxel_size": VOXEL, "shape_zyx": list(shape),
+                    "classes": names, "class_set": "czii" if args.czii else "shrec",
+                    "groups": groups, "snr": 0.1, "voxel_size": VOXEL, "shape_zyx": list(shape),
                     "boxes": args.boxes, "epochs": epochs, "width": width, "tta": args.tta}
 
     # data: 1 annotated + n_test test + 2 classifier-pretraining tomograms, all independent draws
