@@ -17,20 +17,22 @@ class RifSvmClassifier:
     """Features -> standardisation -> RBF SVM (one-vs-one, ``C``, ``gamma='scale'``).
 
     Args:
-        l_max, n_shells, source: feature settings (:func:`rotation_invariant_features`).
+        l_max, n_shells, source, cross_shells: feature settings (:func:`rotation_invariant_features`;
+            the paper's baseline is the per-shell power alone, ``cross_shells=False``).
         C, gamma: SVM settings.
     """
 
-    def __init__(self, *, l_max: int = 8, n_shells: int = 14, source: str = "both", C: float = 10.0,
-                 gamma: str | float = "scale", seed: int = 0):
-        self.l_max, self.n_shells, self.source = l_max, n_shells, source
+    def __init__(self, *, l_max: int = 8, n_shells: int = 14, source: str = "both", cross_shells: bool = False,
+                 C: float = 10.0, gamma: str | float = "scale", seed: int = 0):
+        self.l_max, self.n_shells, self.source, self.cross_shells = l_max, n_shells, source, bool(cross_shells)
         self.pipeline = make_pipeline(StandardScaler(), SVC(C=C, gamma=gamma, kernel="rbf", random_state=seed))
         self.feature_seconds = 0.0
         self.n_featurised = 0
 
     def features(self, volumes) -> np.ndarray:
         t0 = time.perf_counter()
-        f = rotation_invariant_features(volumes, l_max=self.l_max, n_shells=self.n_shells, source=self.source)
+        f = rotation_invariant_features(volumes, l_max=self.l_max, n_shells=self.n_shells, source=self.source,
+                                        cross_shells=self.cross_shells)
         self.feature_seconds += time.perf_counter() - t0
         self.n_featurised += len(f)
         return f.cpu().numpy().astype(np.float64)

@@ -7,7 +7,10 @@ quadrature (Gauss-Legendre in cos(polar angle) x uniform azimuth), and the power
 ``P_l(r) = sum_m |a_lm(r)|^2`` for ``l = 0..l_max``, is the feature: a rotation of the volume
 about the centre mixes the ``a_lm`` of one ``l`` by a unitary matrix and leaves ``P_l`` unchanged
 (up to interpolation error). Features are returned as ``sqrt(P_l)`` (same units as the data),
-shape ``(B, n_shells * (l_max + 1))`` per source.
+shape ``(B, n_shells * (l_max + 1))`` per source. With ``cross_shells`` the invariants between
+shells are added: per degree, the cosine between two shells' coefficient vectors (a rotation
+applies the same unitary matrix to both, so their inner product is unchanged), in the spirit of
+the SOAP power spectrum of atomistic machine learning (Bartok, Kondor & Csanyi 2013).
 
 ``source='fourier'`` applies the same to the amplitude of the centred 3-D Fourier transform,
 which is also invariant to translations (the particles' random shifts); ``'both'`` concatenates
@@ -60,7 +63,8 @@ def shell_radii(box: int, n_shells: int, r_max: float | None = None) -> np.ndarr
     return (np.arange(n_shells) + 0.5) * r_max / n_shells
 
 
-def _shell_power(volumes: torch.Tensor, l_max: int, n_shells: int, n_polar: int, n_azimuth: int) -> torch.Tensor:
+def _shell_power(volumes: torch.Tensor, l_max: int, n_shells: int, n_polar: int, n_azimuth: int,
+                 cross: bool = False) -> torch.Tensor:
     b, d, h, w = volumes.shape
     dev, dt = volumes.device, torch.float32
     dirs, y_re, y_im, degrees = _quadrature(l_max, n_polar, n_azimuth)
@@ -78,11 +82,28 @@ def _shell_power(volumes: torch.Tensor, l_max: int, n_shells: int, n_polar: int,
     re = samples @ torch.as_tensor(y_re, dtype=dt, device=dev)
     im = samples @ torch.as_tensor(y_im, dtype=dt, device=dev)
     m_weight = torch.as_tensor([1.0 if _m0 else 2.0 for _m0 in _m_is_zero(l_max)], dtype=dt, device=dev)
-    power_lm = (re * re + im * im) * m_weight  # (B, S, K)
     deg = torch.as_tensor(degrees, device=dev)
-    power = torch.zeros((b, n_shells, l_max + 1), dtype=dt, device=dev)
-    power.index_add_(2, deg, power_lm)
-    return power.clamp_min(0).sqrt().reshape(b, -1)
+    if not cross:
+        power_lm = (re * re + im * im) * m_weight  # (B, S, K)
+        power = torch.zeros((b, n_shells, l_max + 1), dtype=dt, device=dev)
+        power.index_add_(2, deg, power_lm)
+        return power.clamp_min(0).sqrt().reshape(b, -1)
+    # Gram matrix of the shells per degree: G_l(i, j) = sum_m a_lm(r_i) conj(a_lm(r_j)) (real for a real
+    # volume, m < 0 folded into the weight 2 of m > 0); the rotation acts on the a_lm of degree l by
+    # the same unitary matrix on every shell, so G_l is invariant.
+    gram_lm = (re.unsqueeze(2) * re.unsqueeze(1) + im.unsqueeze(2) * im.unsqueeze(1)) * m_weight  # (B, S, S, K)
+    gram = torch.zeros((b, n_shells, n_shells, l_max + 1), dtype=dt, device=dev)
+    gram.index_add_(3, deg, gram_lm)
+    diag = torch.diagonal(gram, dim1=1, dim2=2).clamp_min(0)  # (B, l_max + 1, S)
+    norm = diag.sqrt()
+    i, j = torch.triu_indices(n_shells, n_shells, offset=1, device=dev)
+    # a degree with (next to) no power on a shell has no direction to compare (the odd degrees of
+    # the centrosymmetric Fourier amplitude are zero): the floor, a thousandth of the shells' total
+    # power, sends such cosines to 0 instead of amplifying rounding errors to +-1
+    total = diag.sum(dim=1).sqrt()  # (B, S)
+    floor = 1e-3 * total[:, i] * total[:, j] + 1e-12
+    cosine = gram.permute(0, 3, 1, 2)[:, :, i, j] / (norm[:, :, i] * norm[:, :, j] + floor.unsqueeze(1))
+    return torch.cat([norm.transpose(1, 2).reshape(b, -1), cosine.clamp(-1, 1).reshape(b, -1)], dim=1)
 
 
 @lru_cache(maxsize=16)
@@ -98,7 +119,7 @@ def fourier_amplitude(volumes: torch.Tensor) -> torch.Tensor:
 
 def rotation_invariant_features(volumes, *, l_max: int = 8, n_shells: int = 14, source: str = "both",
                                 n_polar: int | None = None, n_azimuth: int | None = None, normalise: bool = True,
-                                batch_size: int = 256) -> torch.Tensor:
+                                cross_shells: bool = False, batch_size: int = 256) -> torch.Tensor:
     """Spherical-harmonic power per shell of ``volumes`` ``(B, Z, Y, X)`` (or one ``(Z, Y, X)``).
 
     Args:
@@ -109,10 +130,15 @@ def rotation_invariant_features(volumes, *, l_max: int = 8, n_shells: int = 14, 
         n_polar, n_azimuth: quadrature nodes per sphere (default: about the voxel density of
             the outer shell, at least ``2 (l_max + 1)`` and ``4 (l_max + 1)``).
         normalise: z-score each volume first (as the networks see it).
+        cross_shells: also the invariants between shells: for every degree and every pair of
+            shells ``i < j`` the cosine ``G_l(i, j) / sqrt(G_l(i, i) G_l(j, j))`` of the shells'
+            degree-``l`` coefficients, ``G_l(i, j) = sum_m a_lm(r_i) conj(a_lm(r_j))`` (how the
+            pattern of one shell lines up with another's; the power alone loses that).
         batch_size: volumes per batch.
 
     Returns:
-        ``(B, F)`` float32 features (``F = n_shells * (l_max + 1)``, twice that for ``'both'``).
+        ``(B, F)`` float32 features (``F = n_shells * (l_max + 1)`` per source, plus
+        ``(l_max + 1) * n_shells * (n_shells - 1) / 2`` with ``cross_shells``; ``'both'`` doubles it).
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
@@ -132,10 +158,10 @@ def rotation_invariant_features(volumes, *, l_max: int = 8, n_shells: int = 14, 
             v = (v - v.mean(dim=(-3, -2, -1), keepdim=True)) / v.std(dim=(-3, -2, -1), keepdim=True).clamp_min(1e-6)
         parts = []
         if source in ("real", "both"):
-            parts.append(_shell_power(v, l_max, n_shells, n_polar, n_azimuth))
+            parts.append(_shell_power(v, l_max, n_shells, n_polar, n_azimuth, cross_shells))
         if source in ("fourier", "both"):
             amp = fourier_amplitude(v) / math.sqrt(v[0].numel())
-            parts.append(_shell_power(amp, l_max, n_shells, n_polar, n_azimuth))
+            parts.append(_shell_power(amp, l_max, n_shells, n_polar, n_azimuth, cross_shells))
         out.append(torch.cat(parts, dim=1))
     feats = torch.cat(out)
     return feats[0] if single else feats

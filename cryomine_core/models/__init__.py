@@ -8,6 +8,8 @@ name           paper                            parameters at 40^3 (23 cls)   fi
 ``rb3d``       Che et al. 2018                  ~263 M                        32 x 20^3
 ``cb3d``       Che et al. 2018 (C3D-like)       ~61 M                         512 x 2^3
 ``compact3d``  CryoMine (global avg. pooling)   ~0.4 M                        (box-independent)
+``hybrid3d``   CryoMine (compact3d + invariant  ~0.6 M                        (box-independent)
+               spherical-harmonic branch)
 =============  ===============================  ============================  =====================
 
 :func:`build_model` makes one from its name, the class count and the box; every network records
@@ -24,9 +26,10 @@ from cryomine_core.models.cb3d import CB3D
 from cryomine_core.models.common import SubtomogramNet, as_box, count_parameters
 from cryomine_core.models.compact import Compact3D
 from cryomine_core.models.dsrf3d import DSRF3D, DSRF3Dv2
+from cryomine_core.models.hybrid import Hybrid3D
 from cryomine_core.models.rb3d import RB3D
 
-__all__ = ["MODELS", "CB3D", "Compact3D", "DSRF3D", "DSRF3Dv2", "RB3D", "SubtomogramNet", "as_box",
+__all__ = ["MODELS", "CB3D", "Compact3D", "DSRF3D", "DSRF3Dv2", "Hybrid3D", "RB3D", "SubtomogramNet", "as_box",
            "build_model", "canonical_name", "count_parameters", "model_names"]
 
 MODELS: dict[str, type[SubtomogramNet]] = {
@@ -35,6 +38,7 @@ MODELS: dict[str, type[SubtomogramNet]] = {
     "rb3d": RB3D,
     "cb3d": CB3D,
     "compact3d": Compact3D,
+    "hybrid3d": Hybrid3D,
 }
 #: the paper's four networks, in the order of Table 1
 PAPER_MODELS = ("dsrf3d", "dsrf3d-v2", "rb3d", "cb3d")

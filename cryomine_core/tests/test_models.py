@@ -76,3 +76,29 @@ def test_box_too_small_and_unknown_names():
     assert all(build_model(n, 3, 16, width=0.25).build_args["init"] == "glorot" for n in PAPER)
     assert build_model("compact3d", 3, 16, width=0.25).build_args["init"] == "he"
     assert model_names()[0] == "dsrf3d-v2"
+
+
+def test_hybrid3d_invariant_branch_ignores_a_turn():
+    """The invariant branch of hybrid3d sees the same features for a particle turned by a grid-exact
+    rotation (90 degrees about z, then x, about voxel N // 2: an index permutation), unlike its
+    convolutional branch."""
+    from cryomine_core.geometry import rotate_volume, rotation_x, rotation_z
+
+    torch.manual_seed(0)
+    net = build_model("hybrid3d", 4, 16, width=0.25).eval()
+    x = torch.nn.functional.avg_pool3d(torch.randn(2, 1, 20, 20, 20), 5, stride=1, padding=2)[..., 2:18, 2:18, 2:18]
+    z, y, w = torch.meshgrid(*(torch.arange(16.0) - 8,) * 3, indexing="ij")
+    x = x * ((z**2 + y**2 + w**2) <= 36)  # a particle inside the box: the rotation moves no voxel out
+    rot = rotation_z(90.0) @ rotation_x(90.0)
+    turned = torch.stack([rotate_volume(v[0], rot) for v in x]).unsqueeze(1)
+    inv, inv_turned = net.invariants(x), net.invariants(turned)
+    assert inv.shape == (2, 2 * (7 * 9 + 9 * 21))
+    assert float((inv - inv_turned).norm() / inv.norm()) < 0.04  # trilinear sampling on the turned grid
+    cnn = net.features(x)
+    assert float((cnn - net.features(turned)).norm() / cnn.norm()) > 3 * float((inv - inv_turned).norm() / inv.norm())
+    assert net.feature_shape == (scaled_width(128, 0.25) + scaled_width(128, 0.25),)
+
+
+def scaled_width(channels, width):
+    from cryomine_core.models.common import scaled
+    return scaled(channels, width)
