@@ -49,8 +49,12 @@ setup(
         # Peer plugins read CryoMine's RELION/Dynamo exports in the interoperability tests (pure Python,
         # no RELION/Dynamo program needed); reliontomo's converters need scipion-app.
         # eulerangles: an independent check of the Euler-angle conventions in the geometry tests.
+        # The teamtomo packages CryoMine does not use are compared with its own code number by number
+        # (cryomine_core/tests/test_teamtomo_choices.py; the README's layout section says why each stays).
         "test": SCIPION_REQUIRES + ["pytest>=7", "ruff", "scipion-em-reliontomo==4.0.5", "scipion-em-dynamo==3.5.3",
-                                    "scipion-app==3.8.3", "eulerangles>=1.0"],
+                                    "scipion-app==3.8.3", "eulerangles>=1.0", "torch-fourier-filter>=0.6",
+                                    "torch-so3>=0.6", "torch-subpixel-crop>=0.6", "torch-fourier-slice>=0.6",
+                                    "torch-fourier-shell-correlation>=0.6"],
     },
     entry_points={
         "console_scripts": ["cryomine = cryomine_core.cli:main"],
