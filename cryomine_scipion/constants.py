@@ -8,4 +8,7 @@ CRYOMINE_COMMAND = "CRYOMINE_COMMAND"
 # Files the protocols exchange with the core (inside each run's extra/ folder).
 INPUT_TABLE = "input_particles.star"
 OUTPUT_TABLE = "particles.star"
+#: the core's checkpoint in a step's output folder (train classifier/segmenter, align, MRA): "Continue"
+#: passes --resume when it is there
+CHECKPOINT_FILE = "checkpoint.pt"
 METRICS = "metrics.json"

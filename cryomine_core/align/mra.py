@@ -10,6 +10,10 @@
    references in the same matrix products, :mod:`.search`), assigned to the best one, and each
    class is re-averaged with wedge compensation. A class left with fewer than 2 particles is
    re-seeded with the worst-fitting particles of the largest class (logged).
+
+An iteration reads only the references and the band of the previous one, so the checkpoint after
+each iteration (:mod:`.checkpoint`: references, band, history) lets ``--resume`` continue an
+interrupted run to the uninterrupted run's result.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 
 from cryomine_core.align import jobs
 from cryomine_core.align.average import FourierAverager
+from cryomine_core.align.checkpoint import load_checkpoint, particles_digest, save_checkpoint
 from cryomine_core.align.defaults import DEFAULT_ANGULAR_STEP, DEFAULT_ITERATIONS, DEFAULT_MAX_SHIFT
 from cryomine_core.align.reference import SearchReference
 from cryomine_core.align.refine import (
@@ -34,6 +39,7 @@ from cryomine_core.align.refine import (
     band_search,
     half_map_fsc,
     reference_free_start,
+    run_fingerprint,
 )
 from cryomine_core.align.scoring import soft_sphere_mask
 from cryomine_core.align.search import AlignmentResult, align_particles
@@ -44,6 +50,10 @@ from cryomine_core.fourier.wedge import wedge_at
 __all__ = ["MRAResult", "multi_reference_alignment", "run_mra_job"]
 
 log = logging.getLogger("cryomine")
+
+CHECKPOINT_JOB = "cryomine align mra"
+#: checkpoint file of ``align mra`` in its output folder (removed once the results are written)
+MRA_CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
@@ -164,8 +174,8 @@ def _fix_small_classes(classes, scores, n_classes):
 
 def multi_reference_alignment(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float,
                               n_classes: int, settings: RefineSettings | None = None,
-                              references: torch.Tensor | None = None, half_sets: torch.Tensor | None = None
-                              ) -> MRAResult:
+                              references: torch.Tensor | None = None, half_sets: torch.Tensor | None = None,
+                              checkpoint=None, resume: bool = False) -> MRAResult:
     """Classify and align particles ``(B, N, N, N)`` against ``n_classes`` references.
 
     Args:
@@ -174,6 +184,9 @@ def multi_reference_alignment(particles: torch.Tensor, tilt_ranges: torch.Tensor
         settings: iterations, search, band, mask, seed (:class:`~cryomine_core.align.refine.RefineSettings`).
         references: optional ``(K, N, N, N)`` starting references (low-passed to ``initial_f``).
         half_sets: optional ``(B,)`` 1/2 split for the per-class FSC (default random).
+        checkpoint: file for the state after each iteration but the last; None: none kept.
+        resume: continue from ``checkpoint`` (same inputs and settings; more ``iterations`` may be
+            asked for) to the uninterrupted run's result.
     """
     settings = settings or RefineSettings()
     b, n_box = particles.shape[0], particles.shape[-1]
@@ -192,7 +205,22 @@ def multi_reference_alignment(particles: torch.Tensor, tilt_ranges: torch.Tensor
     f0 = min(settings.initial_f, f_cap)
     f_align = min(max(f0 * 1.5, 0.15), f_cap)
     history = []
-    if references is None:
+    fingerprint = None
+    if checkpoint is not None:
+        fingerprint = run_fingerprint(particles, tilt, voxel_size, None, settings, half_sets)
+        fingerprint.update({"n_classes": int(n_classes),
+                            "references": None if references is None else particles_digest(references)})
+    done = 0
+    if resume:
+        if checkpoint is None:
+            raise CryomineError("resume asked for but no checkpoint file given.")
+        done, st = load_checkpoint(checkpoint, CHECKPOINT_JOB, fingerprint, dev)
+        if done >= settings.iterations:
+            raise CryomineError(f"{checkpoint}: the checkpoint is after iteration {done}, the run asks for "
+                                f"{settings.iterations}; ask for more --iterations or run without --resume.")
+        refs, f_align, history = st["refs"], float(st["f_align"]), list(st["history"])
+        log.info("resuming from %s after MRA iteration %d of %d", checkpoint, done, settings.iterations)
+    elif references is None:
         start, cov = reference_free_start(particles, tilt, settings, rng)
         search = band_search(settings.search, f_align)
         res = align_particles(particles, tilt, SearchReference(start, coverage=cov, mask=mask), search,
@@ -212,7 +240,7 @@ def multi_reference_alignment(particles: torch.Tensor, tilt_ranges: torch.Tensor
             raise CryomineError(f"{references.shape[0]} references given for {n_classes} classes.")
         refs = torch.stack([band_limit(r.to(dev).float(), f0) for r in references])
     result: AlignmentResult | None = None
-    for it in range(1, settings.iterations + 1):
+    for it in range(done + 1, settings.iterations + 1):
         ti = time.perf_counter()
         search = band_search(settings.search, f_align)
         sref = SearchReference(refs, mask=mask, pad=search.pad)
@@ -233,6 +261,9 @@ def multi_reference_alignment(particles: torch.Tensor, tilt_ranges: torch.Tensor
         log.info("MRA iteration %d/%d: class sizes %s, mean score %.4f, failed %d, %.1f s", it, settings.iterations,
                  sizes, entry["mean_score"], entry["n_failed"], entry["seconds"])
         f_align = min(f_align + 1.0 / n_box, f_cap)
+        if checkpoint is not None and it < settings.iterations:
+            save_checkpoint(checkpoint, CHECKPOINT_JOB, fingerprint, it,
+                            {"refs": refs, "f_align": f_align, "history": history})
     resolutions = []
     for k in range(n_classes):
         sel = (classes == k) & ~result.failed
@@ -259,9 +290,12 @@ def _finite(x: float) -> float | None:
 def run_mra_job(table, out_dir, *, classes: int, reference=None, mask=None, symmetry="C1",
                 iterations=DEFAULT_ITERATIONS, angular_step=DEFAULT_ANGULAR_STEP, max_shift=DEFAULT_MAX_SHIFT,
                 lowpass_angstrom=None, tilt_range=None, device="auto", seed=0, invert_reference=False,
-                contrast="check") -> dict:
+                contrast="check", resume=False) -> dict:
     """File-level MRA: writes ``particles.star`` (``rlnClassNumber`` 1..K, poses, ``cmScore``,
     ``cmAlignFailed``), ``class_001.mrc`` ..., ``metrics.json`` and ``gallery.png``.
+
+    The state after each iteration is kept in ``out_dir/checkpoint.pt`` until the results are
+    written; ``resume`` continues from it (same inputs and settings) to the uninterrupted result.
 
     ``reference``: optional MRC used as the common start (low-passed); the K classes are seeded
     from the data. It is multiplied by -1 with ``invert_reference`` and checked against the
@@ -290,9 +324,11 @@ def run_mra_job(table, out_dir, *, classes: int, reference=None, mask=None, symm
                                                       lowpass_angstrom=lowpass_angstrom, seed=seed)
         refs = ref.expand(int(classes), *ref.shape).clone()
         refs = refs + 0.05 * ref.std() * torch.randn(refs.shape, generator=torch.Generator().manual_seed(seed)).to(dev)
-    res = multi_reference_alignment(ps.volumes, ps.tilt, ps.voxel_size, int(classes), settings, refs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / MRA_CHECKPOINT
+    res = multi_reference_alignment(ps.volumes, ps.tilt, ps.voxel_size, int(classes), settings, refs,
+                                    checkpoint=checkpoint, resume=resume)
     jobs.write_aligned_table(out, ps.table, res.rotations, res.shifts, ps.voxel_size, res.scores, res.failed,
                              classes=res.classes + 1)
     for k in range(int(classes)):
@@ -314,5 +350,6 @@ def run_mra_job(table, out_dir, *, classes: int, reference=None, mask=None, symm
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     plot_gallery(out / "gallery.png", [v.cpu().numpy() for v in res.averages],
                  [f"class {k + 1} ({s})" for k, s in enumerate(res.sizes)])
+    checkpoint.unlink(missing_ok=True)  # the results are written: nothing left to resume
     log.info("wrote %s: class sizes %s", out, res.sizes)
     return metrics

@@ -285,8 +285,8 @@ def band_search(base: SearchSettings, f: float) -> SearchSettings:
 CHECKPOINT_JOB = "cryomine align refine"
 
 
-def _fingerprint(particles, tilt, voxel_size, reference, settings: RefineSettings, halves) -> dict:
-    """What determines a refinement's result, to check a checkpoint against before resuming."""
+def run_fingerprint(particles, tilt, voxel_size, reference, settings: RefineSettings, halves) -> dict:
+    """What determines a refinement's (or MRA's) result, to check a checkpoint against before resuming."""
     search = {k: v for k, v in asdict(settings.search).items() if isinstance(v, (int, float, str, type(None)))}
     return {"n_particles": int(particles.shape[0]), "box": int(particles.shape[-1]), "voxel_size": float(voxel_size),
             "particles": particles_digest(particles), "tilt": particles_digest(tilt[:, None, None, :]),
@@ -343,7 +343,7 @@ def refine(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float
     f0 = min(settings.initial_f, f_cap)
 
     t0 = time.perf_counter()
-    fingerprint = _fingerprint(particles, tilt, voxel_size, reference, settings, half_sets) if checkpoint else None
+    fingerprint = run_fingerprint(particles, tilt, voxel_size, reference, settings, half_sets) if checkpoint else None
     f_align = min(max(f0 * 1.5, 0.15), f_cap)
     f_shared = max(f0, f_align)  # the halves share the common start and the first iteration's registration
     done = 0

@@ -132,3 +132,46 @@ def test_classify_train_kill_9_then_resume_gives_the_uninterrupted_history(tmp_p
     b = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert [h["val_loss"] for h in a["history"]] == pytest.approx([h["val_loss"] for h in b["history"]], abs=1e-6)
     assert a["test_accuracy"] == b["test_accuracy"]
+
+
+MRA_KILLER = """
+import importlib, os, signal, sys
+mra = importlib.import_module("cryomine_core.align.mra")
+real = mra.save_checkpoint
+def save(path, job, fingerprint, iteration, state):
+    real(path, job, fingerprint, iteration, state)
+    if iteration == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+mra.save_checkpoint = save
+from cryomine_core.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_mra_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path):
+    assert main(["simulate", "subtomograms", "--out", str(tmp_path / "sim"), "--structures", "phantom:0", "phantom:1",
+                 "--n-per-class", "12", "--snr", "2", "--box", "20", "--voxel-size", "16", "--seed", "6"]) == 0
+    table = str(tmp_path / "sim" / "particles.star")
+    args = ["--classes", "2", "--iterations", "3", "--angular-step", "30", "--seed", "1"]
+    full = _cli(["align", "mra", "--in", table, "--out", str(tmp_path / "full"), *args])
+    assert full.returncode == 0, full.stderr
+    out = tmp_path / "run"
+    killed = _cli(["align", "mra", "--in", table, "--out", str(out), *args], code=MRA_KILLER)
+    assert killed.returncode == -signal.SIGKILL
+    assert (out / "checkpoint.pt").exists() and not (out / "particles.star").exists()
+    resumed = _cli(["align", "mra", "--in", table, "--out", str(out), *args, "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {out / 'checkpoint.pt'} after MRA iteration 2 of 3" in resumed.stderr
+    ta, tb = starfile.read(tmp_path / "full" / "particles.star"), starfile.read(out / "particles.star")
+    assert (ta["rlnClassNumber"].to_numpy() == tb["rlnClassNumber"].to_numpy()).all()
+    assert np.allclose(ta[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(float),
+                       tb[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(float), atol=1e-4)
+    for k in (1, 2):
+        assert np.allclose(mrcfile.read(tmp_path / "full" / f"class_00{k}.mrc"), mrcfile.read(out / f"class_00{k}.mrc"),
+                           atol=1e-5)
+    ha = json.loads((tmp_path / "full" / "metrics.json").read_text())["history"]
+    hb = json.loads((out / "metrics.json").read_text())["history"]
+    assert [h["mean_score"] for h in ha] == pytest.approx([h["mean_score"] for h in hb])
+    assert not (out / "checkpoint.pt").exists()
+    other = _cli(["align", "mra", "--in", table, "--out", str(tmp_path / "new"), *args, "--resume"])
+    assert other.returncode == 2 and "no checkpoint to resume from" in other.stderr

@@ -18,9 +18,14 @@ class ProtCryomineMultiRefClassify(ProtCryomineAlignBase):
 
     Each subtomogram is aligned to every reference with the wedge-aware constrained correlation
     of "align and average" and assigned to the reference it matches best; each class is then
-    re-averaged (wedge-compensated) and the cycle repeats. Without references, K starting
-    references are made from random subsets of the data. Output: the classes with their averages
-    as representatives and each member's transform and score.
+    re-averaged (wedge-compensated) and the cycle repeats. Without a reference, a reference-free
+    average of all subtomograms gives a common frame and the K classes are seeded from the data in
+    that frame (k-means++ on the constrained correlation); with one, the K starting references are
+    copies of it with a little noise. Output: the classes with their averages as representatives
+    and each member's transform and score.
+
+    A checkpoint is written after every iteration: if the run stops, "Continue" resumes from the
+    last finished iteration to the result an uninterrupted run gives.
     """
 
     _label = "multi-reference classification"
@@ -41,7 +46,8 @@ class ProtCryomineMultiRefClassify(ProtCryomineAlignBase):
         self._insertFunctionStep(self.createOutputStep, needsGPU=False)
 
     def classifyStep(self):
-        self.runCore("align mra", self._commonArgs() + ["--classes", self.numberOfClasses.get()], gpu=True)
+        self.runCore("align mra", self._commonArgs() + ["--classes", self.numberOfClasses.get()] + self._resumeArgs(),
+                     gpu=True)
 
     def createOutputStep(self):
         inSet = self.inputSubtomos.get()

@@ -6,7 +6,7 @@ from enum import Enum
 
 from pyworkflow.protocol import params
 
-from cryomine_scipion.constants import INPUT_TABLE
+from cryomine_scipion.constants import CHECKPOINT_FILE, INPUT_TABLE
 from cryomine_scipion.convert import labelledSubtomogramsToTable
 from cryomine_scipion.objects import CryomineModel
 from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
@@ -18,7 +18,6 @@ RECIPES = ["subtomo", "paper"]
 AUGMENT = ["recipe default", "wedge", "z", "so3", "none"]
 NORMALISE = ["recipe default", "zscore", "whiten"]
 MODEL_FILE = "model.pt"
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 class TrainOutputs(Enum):

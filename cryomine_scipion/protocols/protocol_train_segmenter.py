@@ -7,12 +7,12 @@ from enum import Enum
 from pyworkflow.protocol import params
 
 from cryomine_core.io.atomic import atomic_write_text
+from cryomine_scipion.constants import CHECKPOINT_FILE
 from cryomine_scipion.convert import filePath
 from cryomine_scipion.objects import CryomineModel
 from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
 
 CLASSES_FILE = "classes.json"
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 class TrainSegmenterOutputs(Enum):
