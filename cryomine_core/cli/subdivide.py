@@ -85,6 +85,10 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="subtomograms per feature batch (default 64)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--no-plots", action="store_true", help="do not draw the PNG figures")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from OUT/checkpoint.pt (the finished stages: features, "
+                        "clustering, averages, split, re-assignment, merge; removed when the results are written) "
+                        "with the same inputs and settings; gives the uninterrupted run's result")
     add_device_argument(p)
     p.set_defaults(func=_run)
 
@@ -104,7 +108,7 @@ def _run(args) -> int:
         merge_relative=not args.merge_absolute, reassign=args.reassign, reassign_resolution=args.reassign_resolution,
         rounds=args.rounds, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     metrics = run_subdivide(args.table, args.out, settings, model=args.model, device=args.device,
-                            plots=not args.no_plots)
+                            plots=not args.no_plots, resume=args.resume)
     summary = {k: metrics[k] for k in ("n", "n_clusters", "cluster_sizes")}
     if "vs_input_labels" in metrics:
         summary["ari_vs_input"] = metrics["vs_input_labels"]["ari"]

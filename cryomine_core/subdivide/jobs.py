@@ -17,6 +17,7 @@ table's poses), optionally merges clusters whose averages agree, and writes into
 ``metrics.json``    see :func:`run_subdivide`
 ``embedding.png``   ``sizes.png``, ``bic.png`` (automatic k), ``gallery.png`` (averages)
 ``features.npy``    only on the bounded-memory path: the ``(N, F)`` float32 features
+``checkpoint.pt``   while the run is going: the finished stages (``--resume`` continues from it)
 ==================  =====================================================================
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,7 @@ from cryomine_core.subdivide.refine import (
     split_poorly_aligned,
 )
 from cryomine_core.subdivide.settings import SubdivideSettings
+from cryomine_core.subdivide.stages import CHECKPOINT_FILE, StageCheckpoint, file_digest
 from cryomine_core.validate import check_subtomograms, check_volume_values
 
 log = logging.getLogger("cryomine")
@@ -74,7 +77,7 @@ def _input_truth(df) -> tuple[np.ndarray, list[str]] | None:
 
 
 def run_subdivide(table, out_dir, settings: SubdivideSettings | None = None, *, model=None, device: str = "auto",
-                  plots: bool = True) -> dict:
+                  plots: bool = True, resume: bool = False) -> dict:
     """Subdivide the subtomograms of ``table`` into clusters; write the outputs to ``out_dir``.
 
     Args:
@@ -86,9 +89,12 @@ def run_subdivide(table, out_dir, settings: SubdivideSettings | None = None, *, 
             ``settings.features == 'model'`` (features = its penultimate layer).
         device: compute device.
         plots: draw the PNG figures.
+        resume: continue an interrupted run from ``out_dir/checkpoint.pt`` (same inputs and
+            settings) to the uninterrupted run's result.
 
     The stages: features (:func:`_features`), clustering, cluster refinement (averages, split,
-    re-assignment, merge: :func:`_refine_clusters`), outputs.
+    re-assignment, merge: :func:`_refine_clusters`), outputs. Each stage's output is kept in
+    ``out_dir/checkpoint.pt`` (:mod:`.stages`) until the results are written.
 
     Returns the metrics dict (``metrics.json``): ``n``, ``n_clusters``, ``cluster_sizes``,
     ``features`` (source, dimension), ``clustering`` (method, covariance, pca_components,
@@ -122,19 +128,24 @@ def run_subdivide(table, out_dir, settings: SubdivideSettings | None = None, *, 
     remove_results(out, ("particles.star", "metrics.json", "class_*.mrc"))  # an earlier run's results go first
     big = (n > MINIBATCH_THRESHOLD) if st.minibatch == "auto" else bool(st.minibatch)
 
+    fingerprint = {"table": file_digest(table), "model": file_digest(model) if model else None,
+                   "settings": sorted((k, repr(v)) for k, v in asdict(st).items()), "n": n}
+    ck = StageCheckpoint(out / CHECKPOINT_FILE, fingerprint, resume=resume)
+
     t0 = time.perf_counter()
-    feats, result, feat_info = _features(df, box, st, model, dev, out / "features.npy" if big else None, src)
+    feats, result, feat_info = ck.run("features", lambda: _features(df, box, st, model, dev,
+                                                                    out / "features.npy" if big else None, src))
     timings["features"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     if result is None:
-        result = cluster_features(feats, st.clusters, max_clusters=st.max_clusters, method=st.method,
-                                  covariance=st.covariance, n_components=st.pca_components, seed=st.seed,
-                                  minibatch=big)
+        result = ck.run("clustering", lambda: cluster_features(
+            feats, st.clusters, max_clusters=st.max_clusters, method=st.method, covariance=st.covariance,
+            n_components=st.pca_components, seed=st.seed, minibatch=big))
     timings["clustering"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    labels, k, avg, records = _refine_clusters(df, result, box, voxel_size, st, dev, src)
+    labels, k, avg, records = _refine_clusters(df, result, box, voxel_size, st, dev, src, ck)
     timings["averages"] = time.perf_counter() - t0
 
     sizes = _write_clusters(out, df, labels, k, result, avg, voxel_size)
@@ -167,6 +178,7 @@ def run_subdivide(table, out_dir, settings: SubdivideSettings | None = None, *, 
     timings["total"] = time.perf_counter() - t_start
     metrics["timings_s"] = timings
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=float))
+    ck.remove()
     log.info("subdivided %d subtomograms into %d clusters %s in %.1f s -> %s", n, k, sizes, timings["total"], out)
     return metrics
 
@@ -199,31 +211,21 @@ def _features(df, box, st: SubdivideSettings, model, dev, feat_file, src):
     return feats, result, feat_info
 
 
-def _refine_clusters(df, result, box, voxel_size, st: SubdivideSettings, dev, src):
-    """Stage 3: per-cluster averages, then split, re-assignment and merge as asked.
+def _refine_clusters(df, result, box, voxel_size, st: SubdivideSettings, dev, src, ck: StageCheckpoint):
+    """Stage 3: per-cluster averages, then split, re-assignment and merge as asked, each a stage of ``ck``.
 
     Returns ``(labels, k, averages or None, {"split": ..., "reassign": ..., "merge": ...})``.
     """
     labels, k = result.labels.copy(), result.n_clusters
-    avg = None
     records = {"split": None, "reassign": None, "merge": None}
     if not (st.align_clusters or has_poses(df)):
         log.warning("%s has no poses and --align-clusters was not given: no cluster averages written", src)
-        return labels, k, avg, records
+        return labels, k, None, records
     settings = default_settings(box[0], iterations=st.align_iterations, angular_step=st.angular_step,
                                 max_shift=st.max_shift, seed=st.seed) if st.align_clusters else None
 
     def average(labels, k, align):
         return cluster_averages(df, labels, k, voxel_size, align=align, settings=settings, device=dev)
-
-    avg = average(labels, k, st.align_clusters)
-    if st.split:
-        new, done = split_poorly_aligned(labels, avg.cluster_scores(labels), result.embedding, ratio=st.split_ratio,
-                                         seed=st.seed)
-        records["split"] = {"ratio": st.split_ratio, "split_clusters": [j + 1 for j in done]}
-        if done:
-            labels, k = new, int(new.max()) + 1
-            avg = average(labels, k, True)
 
     def reassigned(labels, avg, iterations):
         """Re-assign against ``avg``'s averages, then average the new clusters."""
@@ -232,28 +234,52 @@ def _refine_clusters(df, result, box, voxel_size, st: SubdivideSettings, dev, sr
         log.info("re-assignment moved %.1f %% of the subtomograms; %d clusters", 100 * ra.moved, ra.n_clusters)
         return ra, average(ra.labels, ra.n_clusters, True)
 
-    if st.reassign and k > 1:
+    def split(state):
+        labels, k, avg, records = state
+        new, done = split_poorly_aligned(labels, avg.cluster_scores(labels), result.embedding, ratio=st.split_ratio,
+                                         seed=st.seed)
+        records = {**records, "split": {"ratio": st.split_ratio, "split_clusters": [j + 1 for j in done]}}
+        if done:
+            labels, k = new, int(new.max()) + 1
+            avg = average(labels, k, True)
+        return labels, k, avg, records
+
+    def reassign(state):
+        labels, k, avg, records = state
         ra, avg = reassigned(labels, avg, st.reassign)
-        records["reassign"] = {"iterations": st.reassign, "band_A": ra.band_A, "moved_fraction": ra.moved,
-                               "clusters_before": k, "clusters_after": ra.n_clusters, "history": ra.history}
-        labels, k = ra.labels, ra.n_clusters
-    if st.merge_threshold is not None and k > 1:
+        records = {**records, "reassign": {"iterations": st.reassign, "band_A": ra.band_A, "moved_fraction": ra.moved,
+                                           "clusters_before": k, "clusters_after": ra.n_clusters,
+                                           "history": ra.history}}
+        return ra.labels, ra.n_clusters, avg, records
+
+    def merge(state):
+        labels, k, avg, records = state
         agreement = avg.self_agreement(voxel_size, st.merge_resolution) if st.merge_relative else None
         mapping, pairs = merge_similar(avg.volumes, avg.counts, voxel_size, threshold=st.merge_threshold,
                                        resolution=st.merge_resolution, self_agreement=agreement)
-        records["merge"] = {"threshold": st.merge_threshold, "relative": st.merge_relative,
-                            "resolution_A": st.merge_resolution, "pairs": pairs,
-                            "groups": {str(g + 1): [j + 1 for j in np.flatnonzero(mapping == g)]
-                                       for g in range(int(mapping.max()) + 1)}}
+        records = {**records, "merge": {"threshold": st.merge_threshold, "relative": st.merge_relative,
+                                        "resolution_A": st.merge_resolution, "pairs": pairs,
+                                        "groups": {str(g + 1): [j + 1 for j in np.flatnonzero(mapping == g)]
+                                                   for g in range(int(mapping.max()) + 1)}}}
         if int(mapping.max()) + 1 < k:
             labels, k = mapping[labels], int(mapping.max()) + 1
             avg = average(labels, k, True)
             if st.reassign and k > 1:  # members of merged clusters compete again (half the rounds, at least 2)
                 ra, avg = reassigned(labels, avg, max(2, st.reassign // 2))
-                records["reassign"]["after_merge"] = {"moved_fraction": ra.moved, "clusters_after": ra.n_clusters,
-                                                      "history": ra.history}
+                records["reassign"] = {**records["reassign"],
+                                       "after_merge": {"moved_fraction": ra.moved, "clusters_after": ra.n_clusters,
+                                                       "history": ra.history}}
                 labels, k = ra.labels, ra.n_clusters
-    return labels, k, avg, records
+        return labels, k, avg, records
+
+    state = ck.run("averages", lambda: (labels, k, average(labels, k, st.align_clusters), records))
+    if st.split:
+        state = ck.run("split", lambda: split(state))
+    if st.reassign and state[1] > 1:
+        state = ck.run("reassign", lambda: reassign(state))
+    if st.merge_threshold is not None and state[1] > 1:
+        state = ck.run("merge", lambda: merge(state))
+    return state
 
 
 def _write_clusters(out: Path, df, labels, k, result, avg, voxel_size) -> list[int]:

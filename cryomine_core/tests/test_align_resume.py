@@ -175,3 +175,50 @@ def test_mra_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path):
     assert not (out / "checkpoint.pt").exists()
     other = _cli(["align", "mra", "--in", table, "--out", str(tmp_path / "new"), *args, "--resume"])
     assert other.returncode == 2 and "no checkpoint to resume from" in other.stderr
+
+
+SUBDIVIDE_KILLER = """
+import importlib, os, signal, sys
+stages = importlib.import_module("cryomine_core.subdivide.stages")
+real = stages.save_checkpoint
+def save(path, job, fingerprint, iteration, state):
+    real(path, job, fingerprint, iteration, state)
+    if iteration == 3:  # features, clustering, cluster averages done; re-assignment and merge to come
+        os.kill(os.getpid(), signal.SIGKILL)
+stages.save_checkpoint = save
+from cryomine_core.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_subdivide_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path):
+    assert main(["simulate", "subtomograms", "--out", str(tmp_path / "sim"), "--structures", "phantom:0", "phantom:1",
+                 "--n-per-class", "12", "--snr", "2", "--box", "20", "--voxel-size", "16", "--seed", "7"]) == 0
+    table = str(tmp_path / "sim" / "particles.star")
+    args = ["--features", "rif", "--clusters", "3", "--align-clusters", "--align-iterations", "1", "--angular-step",
+            "30", "--reassign", "2", "--merge-threshold", "0.95", "--merge-resolution", "45", "--no-plots",
+            "--device", "cpu"]
+    full = _cli(["subdivide", "--in", table, "--out", str(tmp_path / "full"), *args])
+    assert full.returncode == 0, full.stderr
+    out = tmp_path / "run"
+    killed = _cli(["subdivide", "--in", table, "--out", str(out), *args], code=SUBDIVIDE_KILLER)
+    assert killed.returncode == -signal.SIGKILL
+    assert (out / "checkpoint.pt").exists() and not (out / "particles.star").exists()
+    resumed = _cli(["subdivide", "--in", table, "--out", str(out), *args, "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert "stages done: features, clustering, averages" in resumed.stderr
+    ta, tb = starfile.read(tmp_path / "full" / "particles.star"), starfile.read(out / "particles.star")
+    assert (ta["rlnClassNumber"].to_numpy() == tb["rlnClassNumber"].to_numpy()).all()
+    poses = ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst"]
+    assert np.allclose(ta[poses].to_numpy(float), tb[poses].to_numpy(float), atol=1e-4)
+    ma = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    mb = json.loads((out / "metrics.json").read_text())
+    assert ma["n_clusters"] == mb["n_clusters"]
+    ha, hb = ma["reassign"]["history"], mb["reassign"]["history"]
+    assert [h["class_sizes"] for h in ha] == [h["class_sizes"] for h in hb]
+    assert [h["mean_score"] for h in ha] == pytest.approx([h["mean_score"] for h in hb])
+    for name in ma["averages"]["files"].values():
+        assert np.allclose(mrcfile.read(tmp_path / "full" / name), mrcfile.read(out / name), atol=1e-5)
+    assert not (out / "checkpoint.pt").exists()
+    again = _cli(["subdivide", "--in", table, "--out", str(out), *args, "--resume"])  # finished: nothing to resume
+    assert again.returncode == 2 and "no checkpoint to resume from" in again.stderr

@@ -1,6 +1,5 @@
 """Align and average subtomograms: wedge-aware constrained matching, gold-standard half maps, FSC."""
 
-import os
 from enum import Enum
 
 from pyworkflow.object import Float, Integer
@@ -10,7 +9,7 @@ from tomo.objects import AverageSubTomogram, SetOfSubTomograms
 from cryomine_core.align.defaults import DEFAULT_ANGULAR_STEP, DEFAULT_ITERATIONS, DEFAULT_MAX_SHIFT
 from cryomine_core.io import table as T
 from cryomine_core.io.columns import ALIGN_FAILED as FAILED
-from cryomine_scipion.constants import CHECKPOINT_FILE, INPUT_TABLE, OUTPUT_TABLE
+from cryomine_scipion.constants import INPUT_TABLE, OUTPUT_TABLE
 from cryomine_scipion.convert import filePath, readTable, setTransformFromTable, subtomogramsToTable, tableTransforms
 from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
 
@@ -96,13 +95,6 @@ class ProtCryomineAlignBase(ProtCryomineBase):
         if self.lowpass.get():
             args += ["--lowpass-angstrom", self.lowpass.get()]
         return args
-
-    def _resumeArgs(self):
-        """``--resume`` when an interrupted run left its checkpoint (Scipion's "Continue"), else nothing."""
-        if os.path.exists(self._getExtraPath(CHECKPOINT_FILE)):
-            self.info("Checkpoint found: resuming the interrupted run from its last finished iteration.")
-            return ["--resume"]
-        return []
 
     def _alignedRows(self):
         """``{item id: (row, Scipion matrix)}`` of the items the core aligned (failed ones left out)."""
@@ -193,7 +185,8 @@ class ProtCryomineAlign(ProtCryomineAlignBase):
         self._insertFunctionStep(self.createOutputStep, needsGPU=False)
 
     def alignStep(self):
-        self.runCore(self._refineCommand, self._commonArgs() + self._resumeArgs(), gpu=True)
+        self.runCore(self._refineCommand, self._commonArgs() + self.resumeArgs("run from its last finished iteration"),
+                     gpu=True)
 
     def createOutputStep(self):
         inSet = self.inputSubtomos.get()

@@ -5,6 +5,7 @@ apply its GPU slots (``CUDA_VISIBLE_DEVICES=%(GPU)s``) and submit the work to a 
 """
 
 import json
+import os
 import shlex
 import shutil
 
@@ -16,7 +17,7 @@ from tomo.protocols import ProtTomoBase
 
 from cryomine_core.tilt_range import RULE, tilt_range_problem
 from cryomine_scipion import Plugin
-from cryomine_scipion.constants import METRICS
+from cryomine_scipion.constants import CHECKPOINT_FILE, METRICS
 
 
 def gpu_present() -> bool:
@@ -76,6 +77,14 @@ class ProtCryomineBase(EMProtocol, ProtTomoBase):
         form.addParallelSection(threads=threads, mpi=0)
 
     # -------------------------- running the core ------------------------------
+    def resumeArgs(self, what: str = "run") -> list:
+        """``--resume`` when an interrupted core command left its checkpoint in the extra folder
+        (Scipion's "Continue"), logged; else nothing."""
+        if os.path.exists(self._getExtraPath(CHECKPOINT_FILE)):
+            self.info(f"Checkpoint found: resuming the interrupted {what}.")
+            return ["--resume"]
+        return []
+
     def runCore(self, command: str, arguments: list, gpu: bool = False):
         """Run ``cryomine <command> <arguments>`` through ``runJob``.
 

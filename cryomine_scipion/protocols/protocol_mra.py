@@ -46,7 +46,8 @@ class ProtCryomineMultiRefClassify(ProtCryomineAlignBase):
         self._insertFunctionStep(self.createOutputStep, needsGPU=False)
 
     def classifyStep(self):
-        self.runCore("align mra", self._commonArgs() + ["--classes", self.numberOfClasses.get()] + self._resumeArgs(),
+        self.runCore("align mra", self._commonArgs() + ["--classes", self.numberOfClasses.get()]
+                     + self.resumeArgs("run from its last finished iteration"),
                      gpu=True)
 
     def createOutputStep(self):

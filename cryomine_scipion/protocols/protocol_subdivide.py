@@ -146,7 +146,7 @@ class ProtCryomineSubdivide(ProtCryomineBase):
                 args += ["--reassign", self.reassignIterations.get()]
             if self.mergeThreshold.get() is not None:
                 args += ["--merge-threshold", self.mergeThreshold.get()]
-        self.runCore("subdivide", args, gpu=True)
+        self.runCore("subdivide", args + self.resumeArgs("run from its last finished stage"), gpu=True)
 
     def createOutputStep(self):
         inSet = self.inputSubtomos.get()

@@ -1,12 +1,11 @@
 """Train a CNN classifier of subtomograms (DSRF3D, DSRF3D-v2, RB3D, CB3D; Che et al. 2018)."""
 
-import os
 import re
 from enum import Enum
 
 from pyworkflow.protocol import params
 
-from cryomine_scipion.constants import CHECKPOINT_FILE, INPUT_TABLE
+from cryomine_scipion.constants import INPUT_TABLE
 from cryomine_scipion.convert import labelledSubtomogramsToTable
 from cryomine_scipion.objects import CryomineModel
 from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
@@ -165,9 +164,7 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
         if self.normalise.get():
             args += ["--normalise", NORMALISE[self.normalise.get()]]
 
-        if os.path.exists(self._getExtraPath(CHECKPOINT_FILE)):
-            self.info("Checkpoint found: resuming the interrupted training.")
-            args.append("--resume")
+        args += self.resumeArgs("training")
         self.runCore("classify train", args, gpu=True)
 
     def createOutputStep(self):

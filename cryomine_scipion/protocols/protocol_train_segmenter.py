@@ -7,7 +7,6 @@ from enum import Enum
 from pyworkflow.protocol import params
 
 from cryomine_core.io.atomic import atomic_write_text
-from cryomine_scipion.constants import CHECKPOINT_FILE
 from cryomine_scipion.convert import filePath
 from cryomine_scipion.objects import CryomineModel
 from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
@@ -110,9 +109,7 @@ class ProtCryomineTrainSegmenter(ProtCryomineBase):
         classes = self._classesFile(pairs)
         if classes:
             args += ["--classes", classes]
-        if os.path.exists(self._getExtraPath(CHECKPOINT_FILE)):
-            self.info("Checkpoint found: resuming the interrupted training.")
-            args.append("--resume")
+        args += self.resumeArgs("training")
         self.runCore("segment train", args, gpu=True)
 
     def createOutputStep(self):
