@@ -15,7 +15,10 @@ def register(sub) -> None:
     c = tsub.add_parser("check", help="check a particle table and every subtomogram it lists",
                         description="Checks the table's columns, every subtomogram's header (one box, one voxel "
                                     "size agreeing with cmVoxelSize), every voxel (no NaN/inf, no constant "
-                                    "volume) and the tilt ranges when present. Prints a JSON summary.")
+                                    "volume) and the tilt ranges when present, and reports the set's contrast (dark "
+                                    "or bright protein, from the box centre against its edge in up to 200 "
+                                    "subtomograms; 'unclear' for noise or off-centre particles). Prints a JSON "
+                                    "summary.")
     c.add_argument("table", help="particle table (STAR)")
     c.add_argument("--require", nargs="*", default=[], metavar="COLUMN",
                    help="columns that must be present besides rlnImageName (e.g. rlnClassNumber cmTiltMin)")
@@ -33,6 +36,23 @@ def run_check(args) -> int:
         table.tilt_ranges(df, source=args.table)  # refuses missing, swapped or out-of-range tilt ranges
         summary["tilt_ranges"] = sorted({(float(a), float(b)) for a, b in df[[table.TILT_MIN, table.TILT_MAX]]
                                          .to_numpy(float)})
+    summary["contrast"] = _contrast(df[table.IMAGE])
     log.info("%s: %d particles, box %s, voxel size %.3f Å", args.table, len(df), summary["box"], summary["voxel_size"])
+    c = summary["contrast"]
+    log.info("contrast: %s (the box centre brighter than its edge in %d of %d subtomograms, sign test p %.2g)%s",
+             c["contrast"], c["centre_brighter"], c["n"], c["p_value"],
+             "" if c["contrast"] != "unclear" else ": noise, particles off-centre, or boxes full of protein")
     print(json.dumps(summary))
     return 0
+
+
+def _contrast(paths, sample: int = 200) -> dict:
+    """:func:`~cryomine_core.polarity.set_polarity` of up to ``sample`` subtomograms spread over the table."""
+    import numpy as np
+
+    from cryomine_core.io.mrc import read_mrc
+    from cryomine_core.polarity import set_polarity
+
+    paths = list(paths)
+    pick = np.unique(np.linspace(0, len(paths) - 1, min(sample, len(paths))).round().astype(int))
+    return set_polarity([read_mrc(paths[i])[0] for i in pick])
