@@ -20,13 +20,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cryomine_core.align.average import average_particles
+from cryomine_core.align.average import FourierAverager
 from cryomine_core.align.contrast import AGREE, CHECK_BAND, OPPOSITE, check_contrast
-from cryomine_core.align.defaults import DEFAULT_ANGULAR_STEP, DEFAULT_ITERATIONS, DEFAULT_MAX_SHIFT
+from cryomine_core.align.defaults import DEFAULT_ANGULAR_STEP, DEFAULT_CHUNK, DEFAULT_ITERATIONS, DEFAULT_MAX_SHIFT
 from cryomine_core.align.refine import RefineResult, RefineSettings, half_map_fsc, refine
 from cryomine_core.align.report import plot_fsc, plot_gallery, plot_orientations, plot_slices
 from cryomine_core.align.scoring import soft_sphere_mask
 from cryomine_core.align.search import SearchSettings
+from cryomine_core.align.spectra import PaddedSpectrum
 from cryomine_core.device import select_device
 from cryomine_core.errors import CryomineError, InputFileError, TableError
 from cryomine_core.io import table as T
@@ -44,6 +45,8 @@ __all__ = ["ParticleSet", "load_particles", "load_volume", "prepare_reference", 
            "check_mask", "search_settings", "write_aligned_table", "FAILED", "RANDOM_SUBSET", "CONTRAST_MODES"]
 
 log = logging.getLogger("cryomine")
+#: subtomograms transformed together when added to the averages
+AVERAGE_BATCH = 32
 
 CONTRAST_MODES = ("check", "auto", "off")
 """``--contrast``: refuse an opposite-contrast reference (check), invert it (auto), or skip the check (off)."""
@@ -51,21 +54,28 @@ CONTRAST_MODES = ("check", "auto", "off")
 
 @dataclass
 class ParticleSet:
-    """Particles read from a table: ``volumes (B, N, N, N)`` normalised, ``tilt (B, 2)`` degrees."""
+    """Particles read from a table: ``volumes (B, N, N, N)`` normalised (None when the caller streams
+    them, :meth:`chunks`), ``tilt (B, 2)`` degrees, the box edge ``box``."""
 
     table: pd.DataFrame
-    volumes: torch.Tensor
+    volumes: torch.Tensor | None
     tilt: torch.Tensor
     voxel_size: float
     source: str
+    box: int
 
-    @property
-    def box(self) -> int:
-        return int(self.volumes.shape[-1])
+    def chunks(self, size: int, device=None):
+        """``(rows, volumes)`` of ``size`` particles at a time, read from disk (z-scored, checked): the
+        set is never held whole, so memory depends on ``size`` and the box, not on the set's size."""
+        paths = list(self.table[T.IMAGE])
+        for start in range(0, len(paths), size):
+            rows = range(start, min(start + size, len(paths)))
+            yield slice(rows.start, rows.stop), load_subtomograms(paths[rows.start:rows.stop], rows=rows,
+                                                                  device=device)
 
 
-def load_particles(table_path: str | Path, tilt_range: tuple[float, float] | None = None, device=None
-                   ) -> ParticleSet:
+def load_particles(table_path: str | Path, tilt_range: tuple[float, float] | None = None, device=None,
+                   read_volumes: bool = True) -> ParticleSet:
     """Read and check a particle table and its subtomograms.
 
     Args:
@@ -73,6 +83,8 @@ def load_particles(table_path: str | Path, tilt_range: tuple[float, float] | Non
         tilt_range: ``(min, max)`` degrees applied to every particle; required when the table has
             no ``cmTiltMin``/``cmTiltMax`` columns (CryoMine never guesses a missing wedge).
         device: where the volumes go.
+        read_volumes: read every volume now (``volumes``); False checks the headers only and
+            leaves the volumes to :meth:`ParticleSet.chunks`.
 
     Raises:
         CryomineError (TableError, InputFileError): empty table, missing tilt range, unreadable or
@@ -95,9 +107,11 @@ def load_particles(table_path: str | Path, tilt_range: tuple[float, float] | Non
         df[T.VOXEL_SIZE] = voxel_size
         log.info("%s: no cmVoxelSize column; using the MRC headers' %.4g Å", source, voxel_size)
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    volumes = load_subtomograms(list(df[T.IMAGE]), device=dev)
-    log.info("read %d particles of %d^3 voxels at %.4g Å from %s", len(df), box, voxel_size, source)
-    return ParticleSet(df, volumes, torch.as_tensor(tilt, dtype=torch.float32, device=dev), voxel_size, source)
+    volumes = load_subtomograms(list(df[T.IMAGE]), device=dev) if read_volumes else None
+    log.info("%s %d particles of %d^3 voxels at %.4g Å from %s", "read" if read_volumes else "checked", len(df), box,
+             voxel_size, source)
+    return ParticleSet(df, volumes, torch.as_tensor(tilt, dtype=torch.float32, device=dev), voxel_size, source,
+                       int(box))
 
 
 def load_volume(path: str | Path, box: int, voxel_size: float, what: str, device=None) -> torch.Tensor:
@@ -295,17 +309,23 @@ def run_refine(table: str | Path, out_dir: str | Path, *, reference: str | Path 
 
 def run_average(table: str | Path, out_dir: str | Path, *, mask: str | Path | None = None, symmetry: str = "C1",
                 tilt_range: tuple[float, float] | None = None, device: str = "auto", seed: int = 0,
-                by_class: bool = False) -> dict:
+                by_class: bool = False, chunk: int = DEFAULT_CHUNK) -> dict:
     """``cryomine align average``: wedge-compensated average with the table's poses (no search).
 
     Half sets come from ``cmHalfSet`` when present, else a random balanced split (``seed``).
     Rows flagged ``cmAlignFailed = 1`` are left out. With ``by_class``, one average per
     ``rlnClassNumber`` (``class_NNN.mrc``). Writes ``average.mrc``, ``half1.mrc``, ``half2.mrc``,
     ``metrics.json``, ``fsc.png``, ``slices.png``.
+
+    The subtomograms are streamed: read ``chunk`` at a time and added to the Fourier-space sums of
+    the half maps (and classes), so memory depends on ``chunk`` and the box, not on the number of
+    particles; the result does not depend on ``chunk`` (up to float summation order).
     """
+    if int(chunk) < 1:
+        raise CryomineError(f"--chunk {chunk}: give at least 1 subtomogram per chunk.")
     t0 = time.perf_counter()
     dev = select_device(device)
-    ps = load_particles(table, tilt_range, dev)
+    ps = load_particles(table, tilt_range, dev, read_volumes=False)
     try:
         from cryomine_core.geometry import symmetry_rotations
 
@@ -336,8 +356,24 @@ def run_average(table: str | Path, out_dir: str | Path, *, mask: str | Path | No
     metrics: dict = {"command": "align average", "n_particles": b, "n_excluded": int((~include).sum()),
                      "box": ps.box, "voxel_size_A": ps.voxel_size, "symmetry": symmetry, "device": str(dev),
                      "poses": "table" if has_poses else "none: unaligned average (identity orientations)"}
-    halves_maps, avg = average_particles(ps.volumes, rot, shifts, ps.tilt, classes=halves - 1, n_classes=2,
-                                         symmetry=symmetry, include=include)
+    if not bool(include.any()):
+        raise CryomineError("no particles to average: every particle is flagged as failed.")
+    avg = FourierAverager(ps.box, 2, symmetry, dev)
+    cls, cavg, ids = None, None, []
+    if by_class:
+        labels = ps.table[T.CLASS].to_numpy(int)
+        ids = sorted(set(labels.tolist()))
+        cls = torch.as_tensor(np.searchsorted(ids, labels), device=dev)
+        cavg = FourierAverager(ps.box, len(ids), symmetry, dev)
+    for sl, vols in ps.chunks(int(chunk), dev):
+        for start in range(0, vols.shape[0], AVERAGE_BATCH):  # one padded transform serves both sums
+            sub = slice(sl.start + start, min(sl.start + start + AVERAGE_BATCH, sl.stop))
+            spec = PaddedSpectrum(vols[start:start + AVERAGE_BATCH], pad=2)
+            avg.add(spec, rot[sub], shifts[sub], ps.tilt[sub], halves[sub] - 1, include[sub])
+            if cavg is not None:
+                cavg.add(spec, rot[sub], shifts[sub], ps.tilt[sub], cls[sub], include[sub])
+        log.info("averaged %d of %d particles", sl.stop, b)
+    halves_maps = avg.volumes(0.1)
     merged = avg.merged((0, 1))
     write_mrc(out / "average.mrc", merged.cpu().numpy(), ps.voxel_size)
     write_mrc(out / "half1.mrc", halves_maps[0].cpu().numpy(), ps.voxel_size)
@@ -350,12 +386,8 @@ def run_average(table: str | Path, out_dir: str | Path, *, mask: str | Path | No
     else:
         log.warning("one half set is empty: no FSC")
     plot_slices(out / "slices.png", merged.cpu().numpy(), f"average of {int(include.sum())} particles")
-    if by_class:
-        labels = ps.table[T.CLASS].to_numpy(int)
-        ids = sorted(set(labels.tolist()))
-        cls = torch.as_tensor(np.searchsorted(ids, labels), device=dev)
-        vols, cavg = average_particles(ps.volumes, rot, shifts, ps.tilt, classes=cls, n_classes=len(ids),
-                                       symmetry=symmetry, include=include)
+    if cavg is not None:
+        vols = cavg.volumes(0.1)
         for j, c in enumerate(ids):
             write_mrc(out / f"class_{c:03d}.mrc", vols[j].cpu().numpy(), ps.voxel_size)
         remove_stale(out, "class_*.mrc", [f"class_{c:03d}.mrc" for c in ids])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from cryomine_core.align.defaults import DEFAULT_ANGULAR_STEP, DEFAULT_ITERATIONS, DEFAULT_MAX_SHIFT
+from cryomine_core.align.defaults import DEFAULT_ANGULAR_STEP, DEFAULT_CHUNK, DEFAULT_ITERATIONS, DEFAULT_MAX_SHIFT
 
 
 def _common(p, search: bool = True) -> None:
@@ -77,6 +77,9 @@ def register(sub) -> None:
                                     "--by-class also writes one average per rlnClassNumber.")
     _common(a, search=False)
     a.add_argument("--by-class", action="store_true", help="also average each rlnClassNumber separately")
+    a.add_argument("--chunk", type=int, default=DEFAULT_CHUNK,
+                   help=f"subtomograms read from disk at a time (default {DEFAULT_CHUNK}): memory depends on this and "
+                        "the box, not on the number of particles; the result does not")
     a.set_defaults(func=_run_average)
 
 
@@ -111,5 +114,5 @@ def _run_average(args) -> int:
 
     _summary(run_average(args.table, args.out, mask=args.mask, symmetry=args.symmetry,
                          tilt_range=tuple(args.tilt_range) if args.tilt_range else None, device=args.device,
-                         seed=args.seed, by_class=args.by_class))
+                         seed=args.seed, by_class=args.by_class, chunk=args.chunk))
     return 0
