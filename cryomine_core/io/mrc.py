@@ -4,6 +4,11 @@ Arrays are returned in mrcfile's order, which is **zyx** for volumes (``data[z, 
 ``(n, z, y, x)`` for volume stacks. The voxel size is returned in **Å/voxel** (the x value of
 the header's ``voxel_size``; CryoMine refuses anisotropic voxels rather than guess).
 
+**Stacked sets**: a particle table may point into one memory-mappable volume stack per set instead
+of one file per subtomogram, with RELION's image-name convention ``k@stack.mrcs`` (``k`` 1-based:
+the k-th volume of the ``(n, z, y, x)`` stack). :func:`read_mrc` and :func:`read_mrc_header` take such
+names and read only that volume; :func:`split_stack_name` splits one.
+
 Reading is permissive (mrcfile's ``permissive=True``, so files written by other programs with
 small header oddities still open), followed by CryoMine's own checks: the file exists, is long
 enough for the header and for the data the header announces, and (optionally) holds only
@@ -40,6 +45,32 @@ class MrcHeader:
     shape: tuple[int, ...]
     voxel_size: float
     dtype: np.dtype
+
+
+def split_stack_name(name: str | os.PathLike) -> tuple[int | None, Path]:
+    """``'12@dir/set.mrcs'`` -> ``(12, Path('dir/set.mrcs'))``; a plain file name -> ``(None, path)``.
+
+    Raises InputFileError for an index that is not a positive integer.
+    """
+    text = str(name)
+    head, sep, tail = text.partition("@")
+    if not sep or os.sep in head or "/" in head:
+        return None, Path(text)
+    if not head.isdigit() or int(head) < 1:
+        raise InputFileError(f"{text}: '{head}' before '@' is not a stack index (1, 2, ...); write k@stack.mrcs "
+                             "with k counted from 1.")
+    return int(head), Path(tail)
+
+
+def _stack_item(mrc, index: int, name: str):
+    data = mrc.data
+    if data.ndim != 4:
+        raise InputFileError(f"{name}: '{index}@' points into a stack but the file holds one volume of shape "
+                             f"{data.shape}; name the file alone, or write the set as a volume stack.")
+    if index > data.shape[0]:
+        raise InputFileError(f"{name}: the stack holds {data.shape[0]} volumes, there is no volume {index}; check "
+                             "the particle table against the stack.")
+    return data[index - 1]
 
 
 def _voxel_size(mrc, path: Path) -> float:
@@ -81,11 +112,13 @@ def _open(path: Path, mmap: bool):
 
 
 def read_mrc_header(path: str | os.PathLike) -> MrcHeader:
-    """Read and validate an MRC header without loading the data (memory-mapped)."""
-    path = Path(path)
+    """Read and validate an MRC header without loading the data (memory-mapped); for ``k@stack.mrcs``
+    the shape is that of the one volume."""
+    index, path = split_stack_name(path)
     mrc = _open(path, mmap=True)
     try:
-        return MrcHeader(shape=tuple(int(s) for s in mrc.data.shape), voxel_size=_voxel_size(mrc, path),
+        data = mrc.data if index is None else _stack_item(mrc, index, f"{index}@{path}")
+        return MrcHeader(shape=tuple(int(s) for s in data.shape), voxel_size=_voxel_size(mrc, path),
                          dtype=np.dtype(mrc.data.dtype))
     finally:
         mrc.close()
@@ -97,7 +130,7 @@ def read_mrc(
     """Read an MRC volume or stack.
 
     Args:
-        path: the file.
+        path: the file, or ``k@stack.mrcs`` for the k-th volume of a stack (only it is read).
         mmap: if True, return a read-only memory-mapped array (no copy; the file stays open until
             the array is garbage collected). Use it to stream large stacks.
         check_finite: refuse data holding NaN or infinity (reads the whole array once).
@@ -106,11 +139,17 @@ def read_mrc(
     Returns:
         ``(data, voxel_size)``: data in zyx (or nzyx) order and the voxel size in Å.
     """
-    path = Path(path)
-    mrc = _open(path, mmap=mmap)
+    index, path = split_stack_name(path)
+    if index is not None:
+        mmap = False  # one volume is copied out of the memory-mapped stack
+    mrc = _open(path, mmap=mmap or index is not None)
     try:
         voxel_size = _voxel_size(mrc, path)
-        data = mrc.data if mmap else np.asarray(mrc.data, dtype=dtype)
+        if index is not None:
+            data = np.asarray(_stack_item(mrc, index, f"{index}@{path}"), dtype=dtype)
+            path = Path(f"{index}@{path}")  # the messages name the item
+        else:
+            data = mrc.data if mmap else np.asarray(mrc.data, dtype=dtype)
         if check_finite and not np.isfinite(data).all():
             bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
             raise InputFileError(
@@ -143,6 +182,33 @@ def write_mrc(path: str | os.PathLike, data: np.ndarray, voxel_size: float, *, d
     with atomic_path(path) as tmp:
         with mrcfile.new(str(tmp), overwrite=True) as mrc:
             mrc.set_data(arr)
+            mrc.voxel_size = float(voxel_size)
+            mrc.update_header_stats()
+    return path
+
+
+def write_volume_stack(path: str | os.PathLike, volumes, n: int, box: tuple[int, int, int], voxel_size: float) -> Path:
+    """Write ``n`` volumes of ``box`` (z, y, x), given one at a time by the iterable ``volumes``, into one
+    volume stack ``(n, z, y, x)`` float32, atomically; only one volume is held in memory at a time
+    (the stack is filled through a memory map). Items are then read as ``k@path`` (``k`` from 1).
+    """
+    path = Path(path)
+    if not voxel_size > 0:
+        raise ValueError(f"write_volume_stack: voxel size must be positive for {path}, got {voxel_size}")
+    shape = (int(n), *(int(b) for b in box))
+    with atomic_path(path) as tmp:
+        with mrcfile.new_mmap(str(tmp), shape=shape, mrc_mode=2, overwrite=True) as mrc:
+            mrc.header.ispg = 401  # a stack of volumes
+            count = 0
+            for count, vol in enumerate(volumes, start=1):
+                if count > shape[0]:
+                    raise ValueError(f"write_volume_stack: more than the {shape[0]} volumes announced for {path}")
+                arr = np.asarray(vol, dtype=np.float32)
+                if arr.shape != shape[1:]:
+                    raise ValueError(f"write_volume_stack: volume {count} has shape {arr.shape}, not {shape[1:]}")
+                mrc.data[count - 1] = arr
+            if count != shape[0]:
+                raise ValueError(f"write_volume_stack: {count} volumes given for {path}, {shape[0]} announced")
             mrc.voxel_size = float(voxel_size)
             mrc.update_header_stats()
     return path

@@ -86,8 +86,26 @@ def read_table(path: str | os.PathLike, *, require: tuple[str, ...] = (IMAGE,), 
     validate_table(df, require=require, source=str(path))
     if resolve_paths and IMAGE in df.columns:
         base = path.resolve().parent
-        df[IMAGE] = [str(p) if os.path.isabs(str(p)) else str((base / str(p)).resolve()) for p in df[IMAGE]]
+        df[IMAGE] = [_absolute(str(p), base) for p in df[IMAGE]]
     return df
+
+
+def _stack_prefix(name: str) -> tuple[str, str]:
+    """``'12@a/b.mrcs'`` -> ``('12@', 'a/b.mrcs')``; ``'a/b.mrc'`` -> ``('', 'a/b.mrc')`` (RELION's stack names)."""
+    head, sep, tail = name.partition("@")
+    if sep and head.isdigit():
+        return head + sep, tail
+    return "", name
+
+
+def _absolute(name: str, base: Path) -> str:
+    prefix, path = _stack_prefix(name)
+    return prefix + (path if os.path.isabs(path) else str((base / path).resolve()))
+
+
+def _relative(name: str, base: Path) -> str:
+    prefix, path = _stack_prefix(name)
+    return prefix + (os.path.relpath(path, base) if os.path.isabs(path) else path)
 
 
 def validate_table(df: pd.DataFrame, *, require: tuple[str, ...] = (IMAGE,), source: str = "particle table") -> None:
@@ -127,7 +145,7 @@ def write_table(path: str | os.PathLike, df: pd.DataFrame, *, require: tuple[str
     out = df.copy()
     if relative_to_table and IMAGE in out.columns:
         base = path.resolve().parent
-        out[IMAGE] = [os.path.relpath(p, base) if os.path.isabs(str(p)) else str(p) for p in out[IMAGE]]
+        out[IMAGE] = [_relative(str(p), base) for p in out[IMAGE]]
     with atomic_path(path) as tmp:
         starfile.write({BLOCK: out}, tmp, overwrite=True)
     return path
