@@ -18,6 +18,7 @@ from tomo.objects import Coordinate3D, SubTomogram, TomoAcquisition, Tomogram, T
 from cryomine_core.geometry import pose_to_scipion_matrix, scipion_matrix_to_pose
 from cryomine_core.io import table as T
 from cryomine_core.io.columns import INSTANCE
+from cryomine_core.io.mrc import split_stack_name
 from cryomine_core.io.poses import table_poses, with_poses
 
 
@@ -32,6 +33,14 @@ def filePath(obj) -> str:
     if sep and suffix.lower() in ("mrc", "mrcs", "st", "rec", "map") and "/" not in suffix:
         name = path
     return os.path.abspath(name)
+
+
+def imageName(item) -> str:
+    """The core's ``rlnImageName`` of a Scipion subtomogram: its file, or ``k@stack`` for the k-th
+    volume of a stack (Scipion's location index, 1-based like RELION's; 0 or None means a file of
+    its own)."""
+    index = item.getIndex()
+    return f"{int(index)}@{filePath(item)}" if index else filePath(item)
 
 
 def acquisitionTiltRange(acquisition):
@@ -94,7 +103,7 @@ def subtomogramsToTable(subtomos, path, tiltRange=None):
     rows, matrices = [], []
     rate = subtomos.getSamplingRate()
     for item in subtomos.iterItems():
-        row = {T.IMAGE: filePath(item), T.VOXEL_SIZE: item.getSamplingRate() or rate,
+        row = {T.IMAGE: imageName(item), T.VOXEL_SIZE: item.getSamplingRate() or rate,
                T.ITEM_ID: item.getObjId()}
         tilt = acquisitionTiltRange(item.getAcquisition()) or tiltRange
         if tilt is not None:
@@ -123,7 +132,7 @@ def labelledSubtomogramsToTable(groups, path, tiltRange=None):
     for number, (name, items) in enumerate(groups, start=1):
         counts[name] = 0
         for item in items:
-            row = {T.IMAGE: filePath(item), T.VOXEL_SIZE: item.getSamplingRate(),
+            row = {T.IMAGE: imageName(item), T.VOXEL_SIZE: item.getSamplingRate(),
                    T.ITEM_ID: item.getObjId(), T.CLASS: number, T.CLASS_NAME: name}
             tilt = acquisitionTiltRange(item.getAcquisition()) or tiltRange
             if tilt is not None:
@@ -204,7 +213,11 @@ def tableToSubtomograms(df, outSet, acquisition, keepTruth=False):
         shifts = shift.numpy() * df[T.VOXEL_SIZE].to_numpy(dtype=float)[:, None]
     for i, (_, row) in enumerate(df.iterrows()):
         sub = SubTomogram()
-        sub.setLocation(row[T.IMAGE])
+        index, path = split_stack_name(row[T.IMAGE])
+        if index is None:
+            sub.setLocation(str(path))
+        else:  # Scipion's location (index, file) of a volume in a stack
+            sub.setLocation(index, str(path))
         sub.setSamplingRate(float(row[T.VOXEL_SIZE]))
         if T.CLASS in row:
             sub.setClassId(int(row[T.CLASS]))

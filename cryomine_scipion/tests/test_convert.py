@@ -38,3 +38,25 @@ def test_subtomogram_transform_round_trip_through_table(tmp_path):
     # and RELION sees the same pose: Scipion's own "relion" conversion equals ours
     relion_view = fresh.getTransform(convention="relion").getMatrix()
     np.testing.assert_allclose(relion_view[:3, :3], rot[0].numpy().T, atol=1e-5)
+
+
+def test_stacked_subtomograms_keep_their_index_both_ways(tmp_path):
+    """A Scipion subtomogram at (3, set.mrcs) is '3@set.mrcs' in the table, and back."""
+    from tomo.objects import SetOfSubTomograms, SubTomogram, TomoAcquisition
+
+    from cryomine_core.io import table as T
+    from cryomine_scipion.convert import imageName, tableToSubtomograms
+
+    stacked, single = SubTomogram(), SubTomogram()
+    stacked.setLocation(3, str(tmp_path / "set.mrcs"))
+    single.setLocation(str(tmp_path / "one.mrc"))
+    assert imageName(stacked) == f"3@{tmp_path / 'set.mrcs'}"
+    assert imageName(single) == str(tmp_path / "one.mrc")
+    df = pd.DataFrame({T.IMAGE: [imageName(stacked), imageName(single)], T.VOXEL_SIZE: 10.0,
+                       T.TILT_MIN: -60.0, T.TILT_MAX: 60.0})
+    out = SetOfSubTomograms(filename=str(tmp_path / "subtomograms.sqlite"))
+    acq = TomoAcquisition(angleMin=-60, angleMax=60)
+    tableToSubtomograms(df, out, acq)
+    items = [s.clone() for s in out]
+    assert items[0].getLocation() == (3, str(tmp_path / "set.mrcs"))
+    assert items[1].getFileName() == str(tmp_path / "one.mrc") and not items[1].getIndex()
