@@ -2,8 +2,8 @@
 
 ``select_device("auto")`` takes the first visible CUDA device when one is present (it honours
 ``CUDA_VISIBLE_DEVICES``, which Scipion sets per step from its GPU list) and the CPU otherwise,
-and says which in the log. Asking explicitly for ``cuda`` when none is usable is an error, never
-a silent fallback to the CPU.
+and says which in the log; a process started by ``torchrun`` takes the GPU of its ``LOCAL_RANK``.
+Asking explicitly for ``cuda`` when none is usable is an error, never a silent fallback to the CPU.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ def select_device(request: str = "auto") -> torch.device:
     """
     request = (request or "auto").strip().lower()
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    local = os.environ.get("LOCAL_RANK")  # set by torchrun: one GPU per process
+    if local is not None and request in ("auto", "cuda") and torch.cuda.is_available():
+        request = f"cuda:{int(local) % torch.cuda.device_count()}"
     if request == "auto":
         if torch.cuda.is_available():
             dev = torch.device("cuda:0")

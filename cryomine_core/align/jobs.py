@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cryomine_core import distributed
 from cryomine_core.align.average import FourierAverager
 from cryomine_core.align.contrast import AGREE, CHECK_BAND, OPPOSITE, check_contrast
 from cryomine_core.align.defaults import DEFAULT_ANGULAR_STEP, DEFAULT_CHUNK, DEFAULT_ITERATIONS, DEFAULT_MAX_SHIFT
@@ -64,14 +65,16 @@ class ParticleSet:
     source: str
     box: int
 
-    def chunks(self, size: int, device=None):
+    def chunks(self, size: int, device=None, rows: np.ndarray | None = None):
         """``(rows, volumes)`` of ``size`` particles at a time, read from disk (z-scored, checked): the
-        set is never held whole, so memory depends on ``size`` and the box, not on the set's size."""
+        set is never held whole, so memory depends on ``size`` and the box, not on the set's size.
+        ``rows``: a contiguous block of rows to read (default all; e.g. a process's share)."""
         paths = list(self.table[T.IMAGE])
-        for start in range(0, len(paths), size):
-            rows = range(start, min(start + size, len(paths)))
-            yield slice(rows.start, rows.stop), load_subtomograms(paths[rows.start:rows.stop], rows=rows,
-                                                                  device=device)
+        lo, hi = (0, len(paths)) if rows is None else (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, 0)
+        for start in range(lo, hi, size):
+            block = range(start, min(start + size, hi))
+            yield slice(block.start, block.stop), load_subtomograms(paths[block.start:block.stop], rows=block,
+                                                                    device=device)
 
 
 def load_particles(table_path: str | Path, tilt_range: tuple[float, float] | None = None, device=None,
@@ -319,12 +322,15 @@ def run_average(table: str | Path, out_dir: str | Path, *, mask: str | Path | No
 
     The subtomograms are streamed: read ``chunk`` at a time and added to the Fourier-space sums of
     the half maps (and classes), so memory depends on ``chunk`` and the box, not on the number of
-    particles; the result does not depend on ``chunk`` (up to float summation order).
+    particles; the result does not depend on ``chunk`` (up to float summation order). Under
+    ``torchrun`` each process sums its share of the particles (:mod:`cryomine_core.distributed`),
+    the sums are added over the processes and rank 0 writes the one result.
     """
     if int(chunk) < 1:
         raise CryomineError(f"--chunk {chunk}: give at least 1 subtomogram per chunk.")
     t0 = time.perf_counter()
     dev = select_device(device)
+    distributed.setup(dev)
     ps = load_particles(table, tilt_range, dev, read_volumes=False)
     try:
         from cryomine_core.geometry import symmetry_rotations
@@ -365,14 +371,23 @@ def run_average(table: str | Path, out_dir: str | Path, *, mask: str | Path | No
         ids = sorted(set(labels.tolist()))
         cls = torch.as_tensor(np.searchsorted(ids, labels), device=dev)
         cavg = FourierAverager(ps.box, len(ids), symmetry, dev)
-    for sl, vols in ps.chunks(int(chunk), dev):
+    mine = distributed.share(b)
+    for sl, vols in ps.chunks(int(chunk), dev, rows=mine):
         for start in range(0, vols.shape[0], AVERAGE_BATCH):  # one padded transform serves both sums
             sub = slice(sl.start + start, min(sl.start + start + AVERAGE_BATCH, sl.stop))
             spec = PaddedSpectrum(vols[start:start + AVERAGE_BATCH], pad=2)
             avg.add(spec, rot[sub], shifts[sub], ps.tilt[sub], halves[sub] - 1, include[sub])
             if cavg is not None:
                 cavg.add(spec, rot[sub], shifts[sub], ps.tilt[sub], cls[sub], include[sub])
-        log.info("averaged %d of %d particles", sl.stop, b)
+        log.info("averaged %d of %d particles%s", sl.stop - (mine[0] if len(mine) else 0), len(mine),
+                 f" (rank {distributed.rank()} of {distributed.world_size()}; {b} in all)"
+                 if distributed.world_size() > 1 else "")
+    for acc in (avg, cavg):
+        if acc is not None:
+            distributed.sum_(acc.numerator, acc.weight, acc.count)
+    metrics["processes"] = distributed.world_size()
+    if not distributed.is_writer():
+        return metrics  # rank 0 writes the one result
     halves_maps = avg.volumes(0.1)
     merged = avg.merged((0, 1))
     write_mrc(out / "average.mrc", merged.cpu().numpy(), ps.voxel_size)

@@ -91,6 +91,10 @@ def _search_kwargs(args) -> dict:
 
 
 def _summary(metrics: dict) -> None:
+    from cryomine_core.distributed import is_writer
+
+    if not is_writer():  # under torchrun only rank 0 reports (and writes)
+        return
     keys = ("command", "n_particles", "n_failed", "resolution_0143_A", "resolution_05_A", "class_sizes", "seconds")
     print(json.dumps({k: metrics[k] for k in keys if k in metrics}))
 

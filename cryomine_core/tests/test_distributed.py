@@ -1,0 +1,50 @@
+"""Several processes (torchrun, gloo on CPUs): the same command gives one process's result."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cryomine_core.cli import main
+from cryomine_core.distributed import share
+from cryomine_core.io import table as T
+from cryomine_core.io.mrc import read_mrc, write_mrc
+
+pytestmark = pytest.mark.slow  # starts two processes
+
+
+def test_shares_cover_every_row_once(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    rows = []
+    for r in range(3):
+        monkeypatch.setenv("RANK", str(r))
+        rows.append(share(10))
+    assert np.array_equal(np.concatenate(rows), np.arange(10))
+    assert [len(x) for x in rows] == [4, 3, 3]
+
+
+def test_align_average_under_torchrun_equals_one_process(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(30):
+        write_mrc(tmp_path / f"p{i}.mrc", rng.normal(size=(12, 12, 12)).astype(np.float32), 15.0)
+        rows.append({T.IMAGE: f"p{i}.mrc", T.VOXEL_SIZE: 15.0, T.TILT_MIN: -60.0, T.TILT_MAX: 60.0,
+                     T.CLASS: 1 + i % 3, "rlnAngleRot": 12.0 * i, "rlnAngleTilt": 5.0 * i, "rlnAnglePsi": -7.0 * i})
+    T.write_table(tmp_path / "p.star", pd.DataFrame(rows), relative_to_table=True)
+    assert main(["align", "average", "--in", str(tmp_path / "p.star"), "--out", str(tmp_path / "one"),
+                 "--by-class", "--device", "cpu", "--chunk", "4"]) == 0
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "cryomine_core", "align", "average", "--in", str(tmp_path / "p.star"), "--out",
+                          str(tmp_path / "two"), "--by-class", "--device", "cpu", "--chunk", "4"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count('"command": "align average"') == 1  # one summary: rank 0's
+    assert "rank 1 of 2" in run.stderr
+    for name in ("average.mrc", "half1.mrc", "half2.mrc", "class_001.mrc", "class_003.mrc"):
+        a, b = read_mrc(tmp_path / "one" / name)[0], read_mrc(tmp_path / "two" / name)[0]
+        assert np.allclose(a, b, atol=1e-5 * np.abs(a).max()), name
