@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["is_writer", "rank", "setup", "share", "sum_", "world_size"]
+__all__ = ["is_writer", "rank", "setup", "share", "sum_", "teardown", "world_size"]
 
 log = logging.getLogger("cryomine")
 
@@ -62,3 +62,11 @@ def sum_(*tensors: torch.Tensor) -> None:
         dist.all_reduce(torch.view_as_real(work) if work.is_complex() else work, op=dist.ReduceOp.SUM)
         if work is not t:
             t.copy_(work.cpu())
+
+
+def teardown() -> None:
+    """Leave the process group (after every rank got here), so no process exits while another still
+    talks to it; nothing without ``torchrun``."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -24,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Subset
 
+from cryomine_core import distributed
 from cryomine_core.classify.model_file import load_classifier
 from cryomine_core.device import select_device
 from cryomine_core.errors import CryomineError, InputFileError
@@ -65,12 +67,18 @@ def check_compatible(df, meta: dict, model_path: str, *, rel_tol: float = 1e-3) 
 def predict_table(table: str | os.PathLike, model_path: str | os.PathLike, out_dir: str | os.PathLike, *,
                   batch_size: int = 256, unknown_threshold: float | None = None, device: str = "auto",
                   workers: int = 0, amp: str | bool = "auto", channels_last: str | bool = "auto") -> dict:
-    """Classify every subtomogram of ``table`` with ``model.pt``; write ``particles.star`` and ``metrics.json``."""
+    """Classify every subtomogram of ``table`` with ``model.pt``; write ``particles.star`` and ``metrics.json``.
+
+    The subtomograms are read in batches (memory depends on ``batch_size``, not on the set). Under
+    ``torchrun`` each process classifies its share (:mod:`cryomine_core.distributed`), the logits
+    are gathered and rank 0 writes the one result.
+    """
     if unknown_threshold is not None and not 0 <= unknown_threshold <= 1:
         raise CryomineError(f"--unknown-threshold {unknown_threshold}: give a probability in [0, 1].")
     if batch_size < 1:
         raise CryomineError(f"--batch-size {batch_size}: give at least 1.")
     dev = select_device(device)
+    distributed.setup(dev)
     model, meta = load_classifier(model_path, dev)
     df = T.read_table(table, require=(T.IMAGE,))
     check_compatible(df, meta, str(model_path))
@@ -81,9 +89,15 @@ def predict_table(table: str | os.PathLike, model_path: str | os.PathLike, out_d
     tta_range = tuple(meta["tta_range"]) if meta.get("tta_range") else None
     if tta_range is not None:
         log.info("test-time augmentation over the wedge-preserving rotations of tilt range %g..%g", *tta_range)
-    logits, _ = predict_logits(model, ds, device=dev, batch_size=batch_size, workers=workers, amp=amp,
-                               channels_last=channels_last, tta_range=tta_range)
+    mine = distributed.share(len(df))
+    part, _ = predict_logits(model, Subset(ds, mine.tolist()), device=dev, batch_size=batch_size, workers=workers,
+                             amp=amp, channels_last=channels_last, tta_range=tta_range)
+    logits = torch.zeros((len(df), len(meta["class_names"])), dtype=torch.float32)
+    logits[torch.as_tensor(mine, dtype=torch.long)] = part
+    distributed.sum_(logits)  # every row comes from exactly one process
     seconds = time.perf_counter() - t0
+    if not distributed.is_writer():
+        return {"n": int(len(df)), "rows_classified_here": int(len(mine)), "seconds": seconds}
     temperature = float(meta.get("temperature", 1.0))
     probs = torch.softmax(logits.double() / temperature, dim=1).numpy()
     conf = probs.max(axis=1)
@@ -113,7 +127,7 @@ def predict_table(table: str | os.PathLike, model_path: str | os.PathLike, out_d
         "unknown_threshold": unknown_threshold, "temperature": temperature, "tta_range": tta_range,
         "mean_score": float(conf.mean()) if len(conf) else None,
         "seconds": seconds, "subtomograms_per_s": len(df) / max(seconds, 1e-9), "device": str(dev),
-        "batch_size": batch_size,
+        "batch_size": batch_size, "processes": distributed.world_size(),
     }
     if INPUT_CLASS_NAME in out_df.columns:
         truth = out_df[INPUT_CLASS_NAME].to_numpy()

@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         print("cryomine: interrupted. Files already in the output folder are complete (each is written atomically); "
               "run the same command again (with --resume where the command offers it) to continue.", file=sys.stderr)
         return 130
+    finally:
+        if "torch.distributed" in sys.modules:  # a torchrun process leaves its group in step with the others
+            from cryomine_core.distributed import teardown
+
+            teardown()
     return int(result or 0)
 
 

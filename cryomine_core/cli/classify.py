@@ -158,7 +158,8 @@ def run_predict(args) -> int:
     metrics = predict_table(args.table, args.model, args.out, batch_size=args.batch_size,
                             unknown_threshold=args.unknown_threshold, device=args.device, workers=args.workers,
                             amp=args.amp)
-    print(json.dumps({k: metrics[k] for k in ("n", "counts", "n_unknown", "subtomograms_per_s")}))
+    if "counts" in metrics:  # under torchrun only rank 0 has the result
+        print(json.dumps({k: metrics[k] for k in ("n", "counts", "n_unknown", "subtomograms_per_s")}))
     return 0
 
 

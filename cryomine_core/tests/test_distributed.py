@@ -48,3 +48,25 @@ def test_align_average_under_torchrun_equals_one_process(tmp_path):
     for name in ("average.mrc", "half1.mrc", "half2.mrc", "class_001.mrc", "class_003.mrc"):
         a, b = read_mrc(tmp_path / "one" / name)[0], read_mrc(tmp_path / "two" / name)[0]
         assert np.allclose(a, b, atol=1e-5 * np.abs(a).max()), name
+
+
+def test_classify_predict_under_torchrun_equals_one_process(tmp_path):
+    assert main(["simulate", "subtomograms", "--out", str(tmp_path / "sim"), "--structures", "phantom:0", "phantom:1",
+                 "--n-per-class", "9", "--snr", "1", "--box", "20", "--voxel-size", "16", "--seed", "2"]) == 0
+    table = str(tmp_path / "sim" / "particles.star")
+    assert main(["classify", "train", "--in", table, "--out", str(tmp_path / "m"), "--epochs", "1", "--model",
+                 "compact3d", "--width", "0.25", "--min-per-class", "2"]) == 0
+    model = str(tmp_path / "m" / "model.pt")
+    assert main(["classify", "predict", "--in", table, "--model", model, "--out", str(tmp_path / "one"),
+                 "--device", "cpu"]) == 0
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "cryomine_core", "classify", "predict", "--in", table, "--model", model, "--out",
+                          str(tmp_path / "two"), "--device", "cpu"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count('"counts"') == 1
+    a, b = T.read_table(tmp_path / "one" / "particles.star"), T.read_table(tmp_path / "two" / "particles.star")
+    assert (a[T.CLASS].to_numpy() == b[T.CLASS].to_numpy()).all()
+    assert np.allclose(a["cmProb1"].to_numpy(float), b["cmProb1"].to_numpy(float), atol=1e-5)
