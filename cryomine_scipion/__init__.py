@@ -43,6 +43,17 @@ class Plugin(pwem.Plugin):
         return cls.getVar(CRYOMINE_COMMAND)
 
     @classmethod
+    def getDistributedCommand(cls, processes: int):
+        """The core command run as ``processes`` processes under ``torchrun`` (one per GPU), or None when
+        the configured core command is not ``<python> -m cryomine_core`` (then torchrun cannot wrap it)."""
+        core = cls.getCoreCommand().strip()
+        module = "-m cryomine_core"
+        if not core.endswith(module):
+            return None
+        python = core[: -len(module)].strip()
+        return f"{python} -m torch.distributed.run --standalone --nproc-per-node {int(processes)} {module}"
+
+    @classmethod
     def getActiveVersion(cls, *args, **kwargs):
         return __version__
 

@@ -73,7 +73,9 @@ class ProtCryomineBase(EMProtocol, ProtTomoBase):
                                 "is usable, the step fails with a message rather than silently using the CPU.")
             form.addHidden(params.GPU_LIST, params.StringParam, default="0", label="Choose GPU IDs",
                            help="GPU identifiers (as nvidia-smi numbers them), separated by spaces, e.g. '0' "
-                                "or '0 1'. CryoMine uses the first one of each step.")
+                                "or '0 1'. Steps that can share their work between processes (classify with "
+                                "CNN) run one process per listed GPU under torchrun and add up the results; "
+                                "the others use the first GPU.")
         form.addParallelSection(threads=threads, mpi=0)
 
     # -------------------------- running the core ------------------------------
@@ -85,18 +87,30 @@ class ProtCryomineBase(EMProtocol, ProtTomoBase):
             return ["--resume"]
         return []
 
-    def runCore(self, command: str, arguments: list, gpu: bool = False):
+    def runCore(self, command: str, arguments: list, gpu: bool = False, processes: bool = False):
         """Run ``cryomine <command> <arguments>`` through ``runJob``.
 
         Args:
             command: the CLI command group, e.g. ``"extract"`` or ``"simulate subtomograms"``.
             arguments: list of arguments (quoted here).
             gpu: whether this step may use the GPU (then the protocol's GPU choice applies).
+            processes: the core command can share its work between processes: with several GPUs
+                listed it runs as one process per GPU under ``torchrun``.
         """
         program = Plugin.getCoreCommand()
         args = list(command.split()) + [str(a) for a in arguments]
         if gpu:
             if self.usesGpu():
+                gpus = len(self.getGpuList())
+                if processes and gpus > 1:
+                    several = Plugin.getDistributedCommand(gpus)
+                    if several is None:
+                        self.warning(f"{gpus} GPUs listed but the core command ({program}) is not "
+                                     "'<python> -m cryomine_core', which torchrun needs: running one process on "
+                                     "the first GPU.")
+                    else:
+                        program = several
+                        self.info(f"{gpus} GPUs: one process per GPU under torchrun.")
                 program = f"CUDA_VISIBLE_DEVICES=%(GPU)s {program}"
                 args += ["--device", "cuda"]
             else:

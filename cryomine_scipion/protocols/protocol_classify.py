@@ -71,7 +71,7 @@ class ProtCryomineClassify(ProtCryomineBase):
                 "--out", self._getExtraPath(), "--batch-size", self.batchSize.get()]
         if self.useUnknown.get():
             args += ["--unknown-threshold", self.threshold.get()]
-        self.runCore("classify predict", args, gpu=True)
+        self.runCore("classify predict", args, gpu=True, processes=True)
 
     def averageStep(self):
         self.runCore("align average", ["--in", self._getExtraPath(OUTPUT_TABLE), "--out",

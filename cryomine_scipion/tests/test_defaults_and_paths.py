@@ -72,3 +72,28 @@ def test_the_tilt_range_fallback_is_offered_where_the_core_reads_a_wedge_and_che
     prot.tiltMin.set(-50.0)
     prot.tiltMax.set(60.0)
     assert prot._fallbackTiltRangeErrors() == [] and prot._fallbackTiltRange() == (-50.0, 60.0)
+
+
+@pytest.mark.parametrize("gpus, processes, expect_torchrun", [("0 1", True, True), ("0", True, False),
+                                                               ("0 1", False, False)])
+def test_several_gpus_run_one_process_each_under_torchrun(monkeypatch, gpus, processes, expect_torchrun):
+    """With several GPU ids, a step whose core command shares its work runs under torchrun, one process per GPU;
+    Scipion fills CUDA_VISIBLE_DEVICES with the list."""
+    from pyworkflow.protocol import Form
+
+    from cryomine_scipion import Plugin
+    from cryomine_scipion.protocols import ProtCryomineClassify
+
+    Plugin._defineVariables()  # what Scipion does when it loads the plugin
+    prot = ProtCryomineClassify()
+    prot._defineParams(Form(prot))
+    prot.useGpu.set(True)
+    prot.gpuList.set(gpus)
+    calls = []
+    monkeypatch.setattr(prot, "runJob", lambda program, params, **kw: calls.append((program, params)))
+    monkeypatch.setattr(prot, "info", lambda *a, **k: None)
+    prot.runCore("classify predict", ["--in", "x.star"], gpu=True, processes=processes)
+    program, params = calls[0]
+    assert program.startswith("CUDA_VISIBLE_DEVICES=%(GPU)s ") and params.endswith("--device cuda")
+    assert ("-m torch.distributed.run --standalone --nproc-per-node 2 -m cryomine_core" in program) == expect_torchrun
+    assert program.endswith("-m cryomine_core")
