@@ -11,12 +11,25 @@ import os
 import sys
 from pathlib import Path
 
+# A stand-in queue ("submitting" runs the generated job script here and now, after printing a job
+# id as sbatch would), so the queue path of the protocols is tested headlessly; protocols use it
+# only when "Use a queue engine" is set. The README ("Large sets") gives the Slurm version.
 HOSTS_CONF = """[localhost]
 PARALLEL_COMMAND = mpirun -np %_(JOB_NODES)d --map-by node %_(COMMAND)s
 NAME = SCIPION_DEFAULT
 ADDRESS = localhost
 MPI_COMMAND = mpirun -np %_(JOB_NODES)d %_(COMMAND)s
-QUEUE_SYSTEM = False
+SUBMIT_PREFIX = cryomine
+SUBMIT_COMMAND = bash %_(JOB_SCRIPT)s
+CHECK_COMMAND = true %_(JOB_ID)s
+CANCEL_COMMAND = true %_(JOB_ID)s
+SUBMIT_TEMPLATE = #!/bin/bash
+    ## stand-in for sbatch: print a job id, then run the job in place
+    echo "Submitted batch job 4242"
+    export CRYOMINE_QUEUE_JOB=%_(JOB_NAME)s
+    %_(JOB_COMMAND)s > %_(JOB_LOGS)s.out 2> %_(JOB_LOGS)s.err
+QUEUES = {"local": [["JOB_MEMORY", "4096", "Memory (MB)", "Memory of the job, in MB"],
+    ["JOB_TIME", "1", "Time (hours)", "Time limit of the job"]]}
 """
 
 
