@@ -15,6 +15,7 @@ plain values; they are stored as tensors and plain containers, so the file loads
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import logging
@@ -95,13 +96,7 @@ def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     name, pos, has_gauss, cached = state["numpy_rest"]
     np.random.set_state((name, state["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
-    random.setstate(_literal_state(state["python"]))
-
-
-def _literal_state(text: str):
-    import ast
-
-    return ast.literal_eval(text)
+    random.setstate(ast.literal_eval(state["python"]))
 
 
 class StageCheckpoint:
