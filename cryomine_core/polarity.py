@@ -13,6 +13,12 @@ between ``box / 3`` and ``box / 2``. ``bright`` when the centre is higher in at 
 :data:`MIN_FRACTION` of the sample and a one-sided sign test gives ``p <= MAX_P``, ``dark`` for the
 same the other way round, ``unclear`` otherwise (noise, particles off-centre, boxes full of
 protein).
+
+A whole tomogram (:func:`tomogram_polarity`, used by segmentation) has no box centre; there the sign
+of the skewness of its density, binned by 2 and smoothed with a 1-voxel Gaussian, tells: protein
+takes a minority of the volume and pulls the histogram's tail its way. On simulated crowded
+tomograms at SNR 0.1 (12 Å voxels) it was -1.6 with the CTF (dark protein), +1.7 without (bright),
+and within +-0.04 for noise.
 """
 
 from __future__ import annotations
@@ -23,13 +29,15 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["BRIGHT", "DARK", "UNCLEAR", "MAX_P", "MIN_FRACTION", "set_polarity"]
+__all__ = ["BRIGHT", "DARK", "UNCLEAR", "MAX_P", "MIN_FRACTION", "MIN_SKEWNESS", "set_polarity", "tomogram_polarity"]
 
 BRIGHT, DARK, UNCLEAR = "bright", "dark", "unclear"
 #: least share of the sample that must agree on the sign
 MIN_FRACTION = 0.7
 #: largest one-sided sign-test p-value for a verdict
 MAX_P = 0.01
+#: smallest |skewness| of a smoothed tomogram for a verdict (noise alone: below 0.04)
+MIN_SKEWNESS = 0.2
 
 
 def _sign_test_p(wins: int, n: int) -> float:
@@ -82,3 +90,20 @@ def set_polarity(volumes: Sequence[np.ndarray] | torch.Tensor) -> dict:
         verdict = DARK
     return {"contrast": verdict, "n": n, "centre_brighter": brighter, "fraction": round(share, 4),
             "p_value": p, "median_difference": round(float(diff.median()), 4)}
+
+
+def tomogram_polarity(volume: np.ndarray) -> dict:
+    """The contrast of a tomogram ``(Z, Y, X)``: ``{"contrast": 'bright'|'dark'|'unclear', "skewness": s}``."""
+    from scipy.ndimage import gaussian_filter
+
+    v = np.asarray(volume, dtype=np.float32)
+    z, y, x = (d - d % 2 for d in v.shape)
+    if min(z, y, x) < 4:
+        return {"contrast": UNCLEAR, "skewness": 0.0}
+    binned = v[:z, :y, :x].reshape(z // 2, 2, y // 2, 2, x // 2, 2).mean(axis=(1, 3, 5))
+    g = gaussian_filter(binned, 1.0).astype(np.float64).ravel()
+    g -= g.mean()
+    sd = g.std()
+    skewness = float((g ** 3).mean() / sd ** 3) if sd > 0 else 0.0
+    verdict = UNCLEAR if abs(skewness) < MIN_SKEWNESS else (BRIGHT if skewness > 0 else DARK)
+    return {"contrast": verdict, "skewness": round(skewness, 4)}

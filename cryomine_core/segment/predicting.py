@@ -26,6 +26,7 @@ from cryomine_core.device import select_device
 from cryomine_core.errors import CryomineError, InputFileError
 from cryomine_core.io.atomic import atomic_write_text
 from cryomine_core.io.mrc import read_mrc_header, write_mrc
+from cryomine_core.polarity import BRIGHT, DARK, tomogram_polarity
 from cryomine_core.segment.data import read_volume
 from cryomine_core.segment.model_file import load_segmenter
 from cryomine_core.segment.tiling import predict_probabilities
@@ -59,6 +60,20 @@ def segmenter_info(meta: dict) -> dict:
             "voxel_size": meta["voxel_size"]}
 
 
+def _check_contrast(volume: np.ndarray, meta: dict, source: str) -> dict:
+    """The tomogram's protein contrast against the training tomograms' (recorded in the model); a
+    warning when they are opposite, since the segmentation of such a tomogram means nothing."""
+    pol = tomogram_polarity(volume)
+    trained = (meta.get("training") or {}).get("contrast", {}).get("protein")
+    known = trained in (BRIGHT, DARK) and pol["contrast"] in (BRIGHT, DARK)
+    record = {**pol, "training": trained, "matches_training": (pol["contrast"] == trained) if known else None}
+    if known and pol["contrast"] != trained:
+        log.warning("%s: protein looks %s here (skewness %+.2f) but was %s in the training tomograms: the "
+                    "segmentation is not reliable. Invert the tomogram (multiply by -1) or train on tomograms of "
+                    "this contrast.", source, pol["contrast"], pol["skewness"], trained)
+    return record
+
+
 def predict_tomograms(model_path: str | os.PathLike, tomograms: Sequence[str | os.PathLike],
                       out_dir: str | os.PathLike, *, tile: int = 256, margin: int | None = None, blend: int = 8,
                       device: str = "auto", probabilities: bool = True, tta: bool = False) -> dict:
@@ -87,6 +102,7 @@ def predict_tomograms(model_path: str | os.PathLike, tomograms: Sequence[str | o
         if abs(vs - meta["voxel_size"]) > 0.02 * meta["voxel_size"] and vs > 0:
             log.warning("%s: %.3f Å/voxel but the model was trained at %.3f Å/voxel; rescale the tomogram for "
                         "reliable results", path, vs, meta["voxel_size"])
+        contrast = _check_contrast(vol, meta, str(path))
         t0 = time.perf_counter()
         predict = flip_averaged_probabilities if tta else predict_probabilities
         prob = predict(model, vol, tile=tile, margin=margin, blend=blend, device=dev)
@@ -97,6 +113,7 @@ def predict_tomograms(model_path: str | os.PathLike, tomograms: Sequence[str | o
             write_mrc(out / "probabilities" / f"{stem}.mrc", prob, vs or meta["voxel_size"], dtype=np.float16)
         counts = np.bincount(prob.argmax(0).ravel(), minlength=len(values))
         per_tomo.append({"tomogram": str(path), "name": stem, "shape_zyx": list(vol.shape), "seconds": seconds,
+                         "contrast": contrast,
                          "voxels_per_class": {n: int(c) for n, c in zip(meta["class_names"], counts)}})
         log.info("%s: %s voxels segmented in %.1f s", stem, "x".join(str(s) for s in vol.shape[::-1]), seconds)
         del prob, labels, vol

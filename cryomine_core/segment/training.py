@@ -36,6 +36,7 @@ from cryomine_core.errors import CryomineError
 from cryomine_core.io import table as T
 from cryomine_core.io.atomic import atomic_write_text
 from cryomine_core.io.columns import SPLIT
+from cryomine_core.polarity import UNCLEAR, tomogram_polarity
 from cryomine_core.segment.data import (
     BOX_SIZE,
     Annotation,
@@ -72,6 +73,20 @@ def read_class_names(path: str | os.PathLike | None) -> dict[int, str]:
     except (OSError, ValueError, AttributeError) as exc:
         raise CryomineError(f"{p}: not a readable class-name file ({exc}). Give a JSON object mapping label values to "
                             'names, e.g. {"1": "ribosome", "2": "membrane"}.') from exc
+
+
+def training_contrast(annotations: Sequence[Annotation]) -> dict:
+    """The protein contrast of the training tomograms (:func:`~cryomine_core.polarity.tomogram_polarity`),
+    recorded in the model so prediction can say when a tomogram has the other one."""
+    per = [tomogram_polarity(a.volume) for a in annotations]
+    verdicts = {p["contrast"] for p in per} - {UNCLEAR}
+    if len(verdicts) > 1:
+        log.warning("the training tomograms have opposite contrasts (%s): protein is dark in some, bright in others; "
+                    "invert those that differ before training", ", ".join(f"{a.name}: {p['contrast']}"
+                                                                       for a, p in zip(annotations, per)))
+    protein = verdicts.pop() if len(verdicts) == 1 else UNCLEAR
+    log.info("training tomograms: protein %s (skewness %s)", protein, ", ".join(f"{p['skewness']:+.2f}" for p in per))
+    return {"protein": protein, "skewness": [p["skewness"] for p in per]}
 
 
 def _typical_volumes(annotations: Sequence[Annotation], values: Sequence[int], object_idx: Sequence[int]) -> dict:
@@ -157,6 +172,7 @@ def train_segmenter(tomograms: Sequence[str | os.PathLike], labels: Sequence[str
     dev = select_device(device)
     seed_everything(seed)
     annotations = [load_annotation(t, lab) for t, lab in zip(tomograms, labels)]
+    contrast = training_contrast(annotations)
     if isinstance(boxes, (int, np.integer)):
         if boxes < 1:
             raise CryomineError(f"--boxes {boxes}: give at least 1 box (or a boxes table).")
@@ -225,6 +241,7 @@ def train_segmenter(tomograms: Sequence[str | os.PathLike], labels: Sequence[str
                              "lr": lr, "momentum": momentum, "weight_decay": weight_decay, "patience": patience,
                              "base": base, "depth": depth, "object_fraction": object_fraction, "rot90": rot90,
                              "jitter": jitter, "class_balance": class_balance, "seed": seed},
+                "contrast": contrast,
                 "date": datetime.datetime.now().isoformat(timespec="seconds"), "cryomine": __version__}
     save_segmenter(out / "model.pt", model, class_values=values, class_names=names, object_classes=object_idx,
                    expected_voxels=expected, voxel_size=annotations[0].voxel_size, training=training)

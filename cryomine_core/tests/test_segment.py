@@ -263,7 +263,7 @@ def test_segmenter_learns_easy_tomogram(sim, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_round_trip(sim, tmp_path, capsys):
+def test_cli_round_trip(sim, tmp_path, capsys, caplog):
     from cryomine_core.cli import main
 
     tomo, lab = str(sim / "tomograms/tomo000.mrc"), str(sim / "labels/tomo000.mrc")
@@ -282,6 +282,17 @@ def test_cli_round_trip(sim, tmp_path, capsys):
     np.testing.assert_allclose(prob.sum(0), 1.0, atol=2e-3)
     info = json.loads((tmp_path / "p/segmenter.json").read_text())
     assert info["class_names"] == ["background", "phantom0"]
+    # contrast: recorded at training, checked at prediction; the inverted tomogram is said to differ
+    same = json.loads((tmp_path / "p/metrics.json").read_text())["tomograms"][0]["contrast"]
+    assert same["matches_training"] is True and same["contrast"] == same["training"] != "unclear"
+    vol, vs = read_mrc(tomo)
+    write_mrc(tmp_path / "inverted.mrc", -vol, vs)
+    capsys.readouterr()
+    assert main(["segment", "predict", "--model", str(tmp_path / "m/model.pt"), "--tomograms",
+                 str(tmp_path / "inverted.mrc"), "--out", str(tmp_path / "pi"), "--tile", "64", "--device", "cpu"]) == 0
+    other = json.loads((tmp_path / "pi/metrics.json").read_text())["tomograms"][0]["contrast"]
+    assert other["matches_training"] is False and other["contrast"] != same["contrast"]
+    assert any("segmentation is not reliable" in r.getMessage() for r in caplog.records)
     truncated = tmp_path / "truncated.mrc"  # a bad second tomogram is found before the first one's maps are written
     truncated.write_bytes((sim / "tomograms/tomo000.mrc").read_bytes()[:5000])
     rc = main(["segment", "predict", "--model", str(tmp_path / "m/model.pt"), "--tomograms", tomo, str(truncated),
