@@ -97,3 +97,11 @@ def test_several_gpus_run_one_process_each_under_torchrun(monkeypatch, gpus, pro
     assert program.startswith("CUDA_VISIBLE_DEVICES=%(GPU)s ") and params.endswith("--device cuda")
     assert ("-m torch.distributed.run --standalone --nproc-per-node 2 -m cryomine_core" in program) == expect_torchrun
     assert program.endswith("-m cryomine_core")
+
+
+def test_train_classifier_offers_every_registered_architecture():
+    from cryomine_core.models import model_names
+    from cryomine_scipion.protocols.protocol_train_classifier import ARCHITECTURES
+
+    assert sorted(ARCHITECTURES) == sorted(model_names())
+    assert ARCHITECTURES[:5] == ["dsrf3d-v2", "dsrf3d", "rb3d", "cb3d", "compact3d"]  # saved projects keep their index
