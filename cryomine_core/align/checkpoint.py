@@ -20,7 +20,7 @@ from cryomine_core.errors import CryomineError, InputFileError
 from cryomine_core.io.atomic import atomic_path
 from cryomine_core.io.torch_file import load_torch_file
 
-__all__ = ["particles_digest", "save_checkpoint", "load_checkpoint"]
+__all__ = ["particles_digest", "save_checkpoint", "load_checkpoint", "resume_state"]
 
 KIND = "cryomine iteration checkpoint"
 
@@ -70,3 +70,15 @@ def load_checkpoint(path: str | os.PathLike, job: str, fingerprint: dict, device
     state = {k: (v.to(device) if isinstance(v, torch.Tensor) and device is not None else v)
              for k, v in payload["state"].items()}
     return int(payload["iteration"]), state
+
+
+def resume_state(path, job: str, fingerprint: dict, iterations: int, device=None) -> tuple[int, dict]:
+    """``(iteration, state)`` to continue ``job`` from its checkpoint ``path`` towards ``iterations``
+    (:func:`load_checkpoint`); refuses no checkpoint file, or one already at or past ``iterations``."""
+    if path is None:
+        raise CryomineError("resume asked for but no checkpoint file given.")
+    done, state = load_checkpoint(path, job, fingerprint, device)
+    if done >= iterations:
+        raise CryomineError(f"{path}: the checkpoint is after iteration {done}, the run asks for {iterations}; ask "
+                            "for more --iterations or run without --resume.")
+    return done, state

@@ -30,7 +30,7 @@ import torch
 
 from cryomine_core.align import jobs
 from cryomine_core.align.average import FourierAverager
-from cryomine_core.align.checkpoint import load_checkpoint, particles_digest, save_checkpoint
+from cryomine_core.align.checkpoint import particles_digest, resume_state, save_checkpoint
 from cryomine_core.align.defaults import DEFAULT_ANGULAR_STEP, DEFAULT_ITERATIONS, DEFAULT_MAX_SHIFT
 from cryomine_core.align.reference import SearchReference
 from cryomine_core.align.refine import (
@@ -212,12 +212,7 @@ def multi_reference_alignment(particles: torch.Tensor, tilt_ranges: torch.Tensor
                             "references": None if references is None else particles_digest(references)})
     done = 0
     if resume:
-        if checkpoint is None:
-            raise CryomineError("resume asked for but no checkpoint file given.")
-        done, st = load_checkpoint(checkpoint, CHECKPOINT_JOB, fingerprint, dev)
-        if done >= settings.iterations:
-            raise CryomineError(f"{checkpoint}: the checkpoint is after iteration {done}, the run asks for "
-                                f"{settings.iterations}; ask for more --iterations or run without --resume.")
+        done, st = resume_state(checkpoint, CHECKPOINT_JOB, fingerprint, settings.iterations, dev)
         refs, f_align, history = st["refs"], float(st["f_align"]), list(st["history"])
         log.info("resuming from %s after MRA iteration %d of %d", checkpoint, done, settings.iterations)
     elif references is None:

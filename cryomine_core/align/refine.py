@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from cryomine_core.align.average import FourierAverager
-from cryomine_core.align.checkpoint import load_checkpoint, particles_digest, save_checkpoint
+from cryomine_core.align.checkpoint import particles_digest, resume_state, save_checkpoint
 from cryomine_core.align.reference import SearchReference
 from cryomine_core.align.scoring import soft_sphere_mask
 from cryomine_core.align.search import AlignmentResult, SearchSettings, align_particles
@@ -348,12 +348,7 @@ def refine(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float
     f_shared = max(f0, f_align)  # the halves share the common start and the first iteration's registration
     done = 0
     if resume:
-        if checkpoint is None:
-            raise CryomineError("resume asked for but no checkpoint file given.")
-        done, st = load_checkpoint(checkpoint, CHECKPOINT_JOB, fingerprint, dev)
-        if done >= settings.iterations:
-            raise CryomineError(f"{checkpoint}: the checkpoint is after iteration {done}, the run asks for "
-                                f"{settings.iterations}; ask for more --iterations or run without --resume.")
+        done, st = resume_state(checkpoint, CHECKPOINT_JOB, fingerprint, settings.iterations, dev)
         refs, covs, f_align = [st["ref1"], st["ref2"]], [st.get("cov1"), st.get("cov2")], float(st["f_align"])
         rot, shifts, scores, failed, halves = st["rot"], st["shifts"], st["scores"], st["failed"], st["halves"]
         history = list(st["history"])

@@ -45,6 +45,23 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+def _kill_after(module: str, function: str, when: str) -> str:
+    """Code that runs the CLI with the checkpoint writer ``module.function`` wrapped so the process is
+    killed (SIGKILL) right after the call whose positional ``args`` make ``when`` true."""
+    return f"""
+import importlib, os, signal, sys
+m = importlib.import_module({module!r})
+real = m.{function}
+def save(*args):
+    real(*args)
+    if {when}:
+        os.kill(os.getpid(), signal.SIGKILL)
+m.{function} = save
+from cryomine_core.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def _cli(argv, code=None):
     cmd = [sys.executable, "-c", code, *argv] if code else [sys.executable, "-m", "cryomine_core", *argv]
     return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
@@ -101,18 +118,7 @@ def test_resume_refuses_other_settings_or_no_checkpoint(data, tmp_path):
     assert none.returncode == 2 and "no checkpoint to resume from" in none.stderr
 
 
-CLASSIFY_KILLER = """
-import importlib, os, signal, sys
-loop = importlib.import_module("cryomine_core.train.loop")
-real = loop._save_checkpoint
-def save(path, payload):
-    real(path, payload)
-    if payload.get("epoch") == 2:
-        os.kill(os.getpid(), signal.SIGKILL)
-loop._save_checkpoint = save
-from cryomine_core.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+CLASSIFY_KILLER = _kill_after("cryomine_core.train.loop", "_save_checkpoint", "args[1].get('epoch') == 2")
 
 
 def test_classify_train_kill_9_then_resume_gives_the_uninterrupted_history(tmp_path):
@@ -134,18 +140,7 @@ def test_classify_train_kill_9_then_resume_gives_the_uninterrupted_history(tmp_p
     assert a["test_accuracy"] == b["test_accuracy"]
 
 
-MRA_KILLER = """
-import importlib, os, signal, sys
-mra = importlib.import_module("cryomine_core.align.mra")
-real = mra.save_checkpoint
-def save(path, job, fingerprint, iteration, state):
-    real(path, job, fingerprint, iteration, state)
-    if iteration == 2:
-        os.kill(os.getpid(), signal.SIGKILL)
-mra.save_checkpoint = save
-from cryomine_core.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+MRA_KILLER = _kill_after("cryomine_core.align.mra", "save_checkpoint", "args[3] == 2")
 
 
 def test_mra_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path):
@@ -177,18 +172,8 @@ def test_mra_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path):
     assert other.returncode == 2 and "no checkpoint to resume from" in other.stderr
 
 
-SUBDIVIDE_KILLER = """
-import importlib, os, signal, sys
-stages = importlib.import_module("cryomine_core.subdivide.stages")
-real = stages.save_checkpoint
-def save(path, job, fingerprint, iteration, state):
-    real(path, job, fingerprint, iteration, state)
-    if iteration == 3:  # features, clustering, cluster averages done; re-assignment and merge to come
-        os.kill(os.getpid(), signal.SIGKILL)
-stages.save_checkpoint = save
-from cryomine_core.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+# killed after features, clustering and cluster averages; re-assignment and merge to come
+SUBDIVIDE_KILLER = _kill_after("cryomine_core.subdivide.stages", "save_checkpoint", "args[3] == 3")
 
 
 def test_subdivide_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path):
