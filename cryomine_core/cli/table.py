@@ -29,7 +29,7 @@ def register(sub) -> None:
                                      "into it (rlnImageName k@subtomograms.mrcs, RELION's convention, k from 1); "
                                      "every other column is kept. For sets of 10^5 subtomograms and more, where one "
                                      "file per subtomogram strains the file system. Only one volume is held in "
-                                     "memory at a time. Every CryoMine command reads either form.")
+                                     "memory at a time. Commands that take a particle table read either form.")
     st.add_argument("table", help="particle table (STAR) of the set")
     st.add_argument("--out", required=True, help="output folder")
     st.set_defaults(func=run_stack)
