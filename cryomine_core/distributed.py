@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["is_writer", "rank", "setup", "share", "sum_", "teardown", "world_size"]
+__all__ = ["broadcast_", "is_writer", "rank", "setup", "share", "sum_", "teardown", "world_size"]
 
 log = logging.getLogger("cryomine")
 
@@ -60,6 +60,18 @@ def sum_(*tensors: torch.Tensor) -> None:
     for t in tensors:
         work = t.cuda() if nccl and t.device.type == "cpu" else t  # NCCL reduces GPU tensors only
         dist.all_reduce(torch.view_as_real(work) if work.is_complex() else work, op=dist.ReduceOp.SUM)
+        if work is not t:
+            t.copy_(work.cpu())
+
+
+def broadcast_(*tensors: torch.Tensor) -> None:
+    """Give every rank rank 0's values of each tensor, in place (a decision all ranks must share)."""
+    if world_size() == 1:
+        return
+    nccl = dist.get_backend() == "nccl"
+    for t in tensors:
+        work = t.cuda() if nccl and t.device.type == "cpu" else t
+        dist.broadcast(torch.view_as_real(work) if work.is_complex() else work, src=0)
         if work is not t:
             t.copy_(work.cpu())
 

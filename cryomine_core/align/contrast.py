@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from cryomine_core.align.reference import SearchReference
+from cryomine_core.align.particle_source import ParticleSource, as_source
 from cryomine_core.align.search import SearchSettings, align_particles
 
 __all__ = ["ContrastCheck", "check_contrast", "contrast_verdict", "sign_test_p", "check_search_settings",
@@ -128,13 +129,14 @@ def sample_indices(n_total: int, n_sample: int, seed: int) -> np.ndarray:
     return np.sort(rng.permutation(n_total)[: min(n_total, n_sample)])
 
 
-def check_contrast(particles: torch.Tensor, tilt: torch.Tensor, reference: torch.Tensor, search: SearchSettings, *,
+def check_contrast(particles: torch.Tensor | ParticleSource, tilt: torch.Tensor, reference: torch.Tensor, search: SearchSettings, *,
                    mask: torch.Tensor | None = None, band: float = CHECK_BAND, n_sample: int = CHECK_SAMPLE,
                    seed: int = 0, batch_size: int = 32) -> ContrastCheck:
     """Compare the reference as given and negated on a sample of particles (see the module docstring).
 
     Args:
-        particles: ``(B, N, N, N)`` normalised subtomograms on the compute device.
+        particles: ``(B, N, N, N)`` normalised subtomograms on the compute device, or a
+            :class:`ParticleSource` (only the sample is read).
         tilt: ``(B, 2)`` tilt ranges, degrees.
         reference: ``(N, N, N)`` reference, same device.
         search: the run's search settings (symmetry, max shift, pad are kept; step and band are coarsened).
@@ -145,8 +147,10 @@ def check_contrast(particles: torch.Tensor, tilt: torch.Tensor, reference: torch
     """
     t0 = time.perf_counter()
     settings = check_search_settings(search, band)
-    idx = torch.as_tensor(sample_indices(particles.shape[0], n_sample, seed), device=particles.device)
-    sample, sample_tilt = particles[idx], tilt[idx]
+    source = as_source(particles)
+    rows = sample_indices(source.n, n_sample, seed)
+    idx = torch.as_tensor(rows, device=tilt.device)
+    sample, sample_tilt = source.take(rows), tilt[idx]
     as_given = best_scores(sample, sample_tilt, reference, settings, mask, batch_size)
     negated = best_scores(sample, sample_tilt, -reference, settings, mask, batch_size)
     n = int(idx.numel())

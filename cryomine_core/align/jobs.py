@@ -24,6 +24,7 @@ from cryomine_core import distributed
 from cryomine_core.align.average import FourierAverager
 from cryomine_core.align.contrast import AGREE, CHECK_BAND, OPPOSITE, check_contrast
 from cryomine_core.align.defaults import DEFAULT_ANGULAR_STEP, DEFAULT_CHUNK, DEFAULT_ITERATIONS, DEFAULT_MAX_SHIFT
+from cryomine_core.align.particle_source import InMemoryParticles, ParticleFiles, ParticleSource
 from cryomine_core.align.refine import RefineResult, RefineSettings, half_map_fsc, refine
 from cryomine_core.align.report import plot_fsc, plot_gallery, plot_orientations, plot_slices
 from cryomine_core.align.scoring import soft_sphere_mask
@@ -75,6 +76,13 @@ class ParticleSet:
             block = range(start, min(start + size, hi))
             yield slice(block.start, block.stop), load_subtomograms(paths[block.start:block.stop], rows=block,
                                                                     device=device)
+
+    def as_source(self) -> ParticleSource:
+        """The particles for :func:`refine` and the contrast check: the volumes in memory when they were
+        read, else the table's files, read when needed (:mod:`.particle_source`)."""
+        if self.volumes is not None:
+            return InMemoryParticles(self.volumes)
+        return ParticleFiles(list(self.table[T.IMAGE]), self.box, self.tilt.device)
 
 
 def load_particles(table_path: str | Path, tilt_range: tuple[float, float] | None = None, device=None,
@@ -175,8 +183,8 @@ def prepare_reference(ref: torch.Tensor, path, ps: ParticleSet, search: SearchSe
         record.update(verdict="skipped", reference_sign=-1 if invert_reference else 1)
         return ref, record
     band = CHECK_BAND if lowpass_angstrom is None else min(CHECK_BAND, ps.voxel_size / float(lowpass_angstrom))
-    mask = mask if mask is not None else soft_sphere_mask(ps.box, device=ps.volumes.device)
-    check = check_contrast(ps.volumes, ps.tilt, ref, search, mask=mask, band=band, seed=seed)
+    mask = mask if mask is not None else soft_sphere_mask(ps.box, device=ps.tilt.device)
+    check = check_contrast(ps.as_source(), ps.tilt, ref, search, mask=mask, band=band, seed=seed)
     record.update(check.as_dict())
     if check.verdict == OPPOSITE and contrast == "check":
         raise CryomineError(_opposite_contrast_message(path, invert_reference, check.summary()))
@@ -236,7 +244,8 @@ def run_refine(table: str | Path, out_dir: str | Path, *, reference: str | Path 
                angular_step: float = DEFAULT_ANGULAR_STEP, max_shift: float = DEFAULT_MAX_SHIFT,
                lowpass_angstrom: float | None = None,
                tilt_range: tuple[float, float] | None = None, device: str = "auto", seed: int = 0,
-               invert_reference: bool = False, contrast: str = "check", resume: bool = False) -> dict:
+               invert_reference: bool = False, contrast: str = "check", resume: bool = False,
+               chunk: int = DEFAULT_CHUNK) -> dict:
     """``cryomine align refine``: gold-standard refinement (reference-free unless ``reference``).
 
     Writes ``particles.star``, ``average.mrc``, ``half1.mrc``, ``half2.mrc``, ``metrics.json``,
@@ -246,11 +255,19 @@ def run_refine(table: str | Path, out_dir: str | Path, *, reference: str | Path 
     A given reference is multiplied by -1 with ``invert_reference`` and then checked against the
     particles' contrast (:func:`prepare_reference`; ``contrast``: check, auto or off); the outcome
     is ``contrast_check`` in the metrics (None without a reference).
+
+    The subtomograms are streamed from disk, ``chunk`` at a time in every pass: only poses and
+    scores are kept per particle, so memory depends on ``chunk`` and the box, not on the number of
+    particles. Under ``torchrun`` each process aligns its share (:mod:`cryomine_core.distributed`),
+    the half-map sums and poses are added over the processes and rank 0 writes the one result.
     """
     t0 = time.perf_counter()
     check_reference_options(reference, invert_reference, contrast)
+    if int(chunk) < 1:
+        raise CryomineError(f"--chunk {chunk}: give at least 1 subtomogram per chunk.")
     dev = select_device(device)
-    ps = load_particles(table, tilt_range, dev)
+    distributed.setup(dev)
+    ps = load_particles(table, tilt_range, dev, read_volumes=False)
     if len(ps.table) < 2:
         raise CryomineError(f"{ps.source}: refinement needs at least 2 particles (one per half set), got "
                             f"{len(ps.table)}.")
@@ -269,12 +286,14 @@ def run_refine(table: str | Path, out_dir: str | Path, *, reference: str | Path 
         halves = torch.as_tensor(ps.table[T.HALF_SET].to_numpy(int), device=dev)
         log.info("keeping the table's half sets (%s)", T.HALF_SET)
     settings = RefineSettings(iterations=int(iterations), search=search, lowpass_angstrom=lowpass_angstrom, mask=msk,
-                              seed=int(seed))
+                              seed=int(seed), chunk=int(chunk))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / REFINE_CHECKPOINT
-    res: RefineResult = refine(ps.volumes, ps.tilt, ps.voxel_size, ref, settings, half_sets=halves,
+    res: RefineResult = refine(ps.as_source(), ps.tilt, ps.voxel_size, ref, settings, half_sets=halves,
                                checkpoint=checkpoint, resume=resume)
+    if not distributed.is_writer():
+        return {"command": "align refine", "processes": distributed.world_size()}  # rank 0 writes the one result
     write_aligned_table(out, ps.table, res.rotations, res.shifts, ps.voxel_size, res.scores, res.failed, res.half_sets)
     write_mrc(out / "average.mrc", res.average.cpu().numpy(), ps.voxel_size)
     write_mrc(out / "half1.mrc", res.half_maps[0].cpu().numpy(), ps.voxel_size)
@@ -294,8 +313,8 @@ def run_refine(table: str | Path, out_dir: str | Path, *, reference: str | Path 
         "angular_step_deg": float(angular_step), "max_shift_voxels": float(max_shift),
         "lowpass_angstrom": lowpass_angstrom, "reference": str(reference) if reference else None,
         "reference_free": reference is None, "contrast_check": contrast_record,
-        "mask": str(mask) if mask else "soft sphere", "seed": int(seed),
-        "device": str(dev), "seconds": time.perf_counter() - t0,
+        "mask": str(mask) if mask else "soft sphere", "seed": int(seed), "chunk": int(chunk),
+        "processes": distributed.world_size(), "device": str(dev), "seconds": time.perf_counter() - t0,
     }
     metrics["seconds_per_particle_iteration"] = metrics["seconds"] / max(1, len(ps.table) * int(iterations))
     _write_metrics(out, metrics)

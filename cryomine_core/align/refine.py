@@ -30,8 +30,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from cryomine_core import distributed
 from cryomine_core.align.average import FourierAverager
 from cryomine_core.align.checkpoint import particles_digest, resume_state, save_checkpoint
+from cryomine_core.align.defaults import DEFAULT_CHUNK
+from cryomine_core.align.particle_source import ParticleSource, as_source
 from cryomine_core.align.reference import SearchReference
 from cryomine_core.align.scoring import soft_sphere_mask
 from cryomine_core.align.search import AlignmentResult, SearchSettings, align_particles
@@ -48,7 +51,8 @@ from cryomine_core.fourier import (
 )
 from cryomine_core.geometry import shift_volume_fourier
 
-__all__ = ["RefineSettings", "RefineResult", "refine", "reference_free_start", "half_map_fsc", "centre_volume"]
+__all__ = ["RefineSettings", "RefineResult", "Poses", "align_halves", "refine", "reference_free_start", "half_map_fsc",
+           "centre_volume"]
 
 log = logging.getLogger("cryomine")
 
@@ -72,6 +76,9 @@ class RefineSettings:
         mask: real-space mask ``(N, N, N)`` for references and the FSC; None: a soft sphere.
         seed: random seed (half sets, seed particle, subsets).
         batch_size: particles per batch.
+        chunk: particles read (from disk, for a :class:`ParticleFiles` source) at a time in each pass;
+            memory depends on it and the box, not on the number of particles. The result does not
+            depend on it (up to float summation order).
     """
 
     iterations: int = 4
@@ -85,6 +92,7 @@ class RefineSettings:
     mask: torch.Tensor | None = None
     seed: int = 0
     batch_size: int = 32
+    chunk: int = DEFAULT_CHUNK
 
 
 @dataclass
@@ -184,22 +192,17 @@ def band_limit(volume: torch.Tensor, f: float) -> torch.Tensor:
     return lowpass(volume, 1.0 / max(f, 1e-3), 1.0, falloff_fftfreq=min(0.05, f / 2))
 
 
-def _spectra(particles: torch.Tensor, batch: int, pad: int) -> list[PaddedSpectrum]:
-    return [PaddedSpectrum(particles[i:i + batch], pad=pad) for i in range(0, particles.shape[0], batch)]
-
-
 def _align_and_average(particles, tilt, ref: SearchReference, search: SearchSettings, settings: RefineSettings,
-                       averager: FourierAverager | None, avg_class: int, prior=None) -> AlignmentResult:
-    """Align in batches (padded transforms computed once per batch) and accumulate the average."""
-    cache: dict = {}
+                       averager: FourierAverager | None, avg_class: int, cache: dict | None = None) -> AlignmentResult:
+    """Align in batches (padded transforms computed once per batch) and accumulate the average.
+    ``cache``: kept by the caller across calls with the same reference (see :func:`align_particles`)."""
+    cache = {} if cache is None else cache
     parts = []
     b = settings.batch_size
     for i in range(0, particles.shape[0], b):
         sl = slice(i, i + b)
         spec = PaddedSpectrum(particles[sl], pad=search.pad)
-        res = align_particles(particles[sl], tilt[sl], ref, search, batch_size=b, spectra=[spec], ref_cache=cache,
-                              prior_rotations=None if prior is None else prior[0][sl],
-                              prior_shifts=None if prior is None else prior[1][sl])
+        res = align_particles(particles[sl], tilt[sl], ref, search, batch_size=b, spectra=[spec], ref_cache=cache)
         if averager is not None:
             averager.add(spec, res.rotations, res.shifts, tilt[sl],
                          torch.full((res.rotations.shape[0],), avg_class, device=particles.device), ~res.failed)
@@ -208,54 +211,111 @@ def _align_and_average(particles, tilt, ref: SearchReference, search: SearchSett
                              ("rotations", "shifts", "scores", "reference_index", "failed", "scores_per_reference")))
 
 
-def _register_halves(particles, tilt, halves, rot, shifts, failed, half_maps, averager: FourierAverager,
+@dataclass
+class Poses:
+    """Per-particle state of a pass: rotations ``(B, 3, 3)``, shifts ``(B, 3)`` voxels, scores ``(B,)``,
+    failure flags ``(B,)`` (rows a process did not visit stay zero until :meth:`gather`)."""
+
+    rotations: torch.Tensor
+    shifts: torch.Tensor
+    scores: torch.Tensor
+    failed: torch.Tensor
+
+    @classmethod
+    def zeros(cls, b: int, device) -> "Poses":
+        return cls(torch.zeros((b, 3, 3), device=device), torch.zeros((b, 3), device=device),
+                   torch.zeros(b, device=device), torch.zeros(b, dtype=torch.bool, device=device))
+
+    def gather(self) -> None:
+        """Under ``torchrun``: add every process's rows into everyone's (each row was set by one process)."""
+        if distributed.world_size() == 1:
+            return
+        failed = self.failed.float()
+        distributed.sum_(self.rotations, self.shifts, self.scores, failed)
+        self.failed = failed > 0.5
+
+
+def align_halves(source: ParticleSource, tilt: torch.Tensor, halves: torch.Tensor, refs: list[SearchReference],
+                 search: SearchSettings, settings: RefineSettings, averager: FourierAverager) -> Poses:
+    """One pass over this process's share of the particles, read ``settings.chunk`` at a time: each
+    particle is aligned to the reference of its half set (``halves`` 1/2 -> ``refs[0]``/``refs[1]``)
+    and added to that half's average; the sums and poses are then added over the processes."""
+    poses = Poses.zeros(source.n, tilt.device)
+    caches: tuple[dict, dict] = ({}, {})
+    for rows, vols in source.chunks(settings.chunk, distributed.share(source.n)):
+        for h in (1, 2):
+            m = halves[rows] == h
+            if not bool(m.any()):
+                continue
+            r = rows[m]
+            res = _align_and_average(vols[m], tilt[r], refs[h - 1], search, settings, averager, h - 1, caches[h - 1])
+            poses.rotations[r], poses.shifts[r], poses.scores[r], poses.failed[r] = (
+                res.rotations, res.shifts, res.scores, res.failed)
+    distributed.sum_(averager.numerator, averager.weight, averager.count)
+    poses.gather()
+    return poses
+
+
+def _register_halves(source: ParticleSource, tilt, halves, poses: Poses, half_maps, averager: FourierAverager,
                      search: SearchSettings, settings: RefineSettings, mask) -> tuple[float, float] | None:
     """Bring half set 2 into the frame of half set 1 when the two half maps have drifted apart.
 
     Independent halves can settle in different (e.g. pseudo-symmetry related) frames. The half-2
     map is aligned to the half-1 map (a rigid search, both fully covered); if it moved by more than
     1 degree or 0.5 voxel, the half-2 poses are composed with that transform (``R <- R G``,
-    ``t <- t + R g``) and half 2 is re-averaged. Updates ``rot``, ``shifts`` and ``averager`` in place.
+    ``t <- t + R g``) and half 2 is re-averaged (streamed, each process its share). The transform is
+    rank 0's under ``torchrun``. Updates ``poses`` and ``averager`` in place.
     Returns ``(angle_deg, shift_voxels)`` of the correction, or None when none was needed.
     """
     from cryomine_core.geometry import rotation_angle_deg
 
-    dev = particles.device
+    dev = tilt.device
     full = torch.tensor([[-90.0, 90.0]], device=dev)
     reg = align_particles(half_maps[1:2], full, SearchReference(half_maps[0], mask=mask, pad=search.pad), search)
-    g_rot, g_shift = reg.rotations[0], reg.shifts[0]
+    g_rot, g_shift = reg.rotations[0].contiguous(), reg.shifts[0].contiguous()
+    distributed.broadcast_(g_rot, g_shift)
     angle = float(rotation_angle_deg(g_rot))
     if angle <= 1.0 and float(g_shift.norm()) <= 0.5:
         return None
+    rot, shifts = poses.rotations, poses.shifts
     sel = (halves == 2).nonzero().flatten()
     old = rot[sel].clone()
     rot[sel] = old @ g_rot
     shifts[sel] = shifts[sel] + (old @ g_shift[:, None])[..., 0]
     fresh = FourierAverager(averager.box, 2, settings.search.symmetry, dev)
-    for i in range(0, sel.numel(), settings.batch_size):
-        j = sel[i:i + settings.batch_size]
-        fresh.add(PaddedSpectrum(particles[j], pad=search.pad), rot[j], shifts[j], tilt[j],
-                  torch.ones(j.numel(), dtype=torch.long, device=dev), ~failed[j])
+    mine = distributed.share(source.n)
+    mine = mine[(halves.cpu().numpy()[mine] == 2)]
+    for rows, vols in source.chunks(settings.chunk, mine):
+        for i in range(0, rows.numel(), settings.batch_size):
+            j = rows[i:i + settings.batch_size]
+            fresh.add(PaddedSpectrum(vols[i:i + settings.batch_size], pad=search.pad), rot[j], shifts[j], tilt[j],
+                      torch.ones(j.numel(), dtype=torch.long, device=dev), ~poses.failed[j])
+    distributed.sum_(fresh.numerator, fresh.weight, fresh.count)
     averager.numerator[1], averager.weight[1], averager.count[1] = fresh.numerator[1], fresh.weight[1], fresh.count[1]
     log.info("  half set 2 re-registered onto half set 1: %.1f degrees, %.2f voxels", angle, float(g_shift.norm()))
     return angle, float(g_shift.norm())
 
 
-def reference_free_start(particles: torch.Tensor, tilt: torch.Tensor, settings: RefineSettings,
+def reference_free_start(particles: torch.Tensor | ParticleSource, tilt: torch.Tensor, settings: RefineSettings,
                          generator: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Build a starting reference from the particles alone (no template).
 
+    Only the seed particle and the subset (at most ``settings.start_subset``) are read; every
+    process of a ``torchrun`` builds the same start from the same draw.
+
     Returns ``(reference (N, N, N), coverage (N, N, N // 2 + 1))``.
     """
-    n_box = particles.shape[-1]
-    dev = particles.device
+    source = as_source(particles)
+    n_box = source.box
+    dev = tilt.device
     f0 = settings.initial_f
-    seed_index = int(generator.integers(particles.shape[0]))
-    ref = band_limit(particles[seed_index], f0)
+    seed_index = int(generator.integers(source.n))
+    ref = band_limit(source.take([seed_index])[0], f0)
     ref, _ = centre_volume(ref, min(f0, 0.1))
     cov = missing_wedge_mask((n_box,) * 3, float(tilt[seed_index, 0]), float(tilt[seed_index, 1]), device=dev)
-    subset = generator.permutation(particles.shape[0])[: settings.start_subset]
-    sub = torch.as_tensor(np.sort(subset), device=dev)
+    subset = np.sort(generator.permutation(source.n)[: settings.start_subset])
+    sub = torch.as_tensor(subset, device=dev)
+    subset_volumes = source.take(subset)
     search = band_search(settings.search, f0)
     mask = settings.mask if settings.mask is not None else soft_sphere_mask(n_box, device=dev)
     log.info("reference-free start: seed particle %d, %d particles, band %.3f cycles/voxel", seed_index + 1,
@@ -263,7 +323,7 @@ def reference_free_start(particles: torch.Tensor, tilt: torch.Tensor, settings: 
     for j in range(settings.start_iterations):
         sref = SearchReference(ref, coverage=cov, mask=mask, pad=search.pad)
         averager = FourierAverager(n_box, 1, settings.search.symmetry, dev)
-        res = _align_and_average(particles[sub], tilt[sub], sref, search, settings, averager, 0)
+        res = _align_and_average(subset_volumes, tilt[sub], sref, search, settings, averager, 0)
         if bool(res.failed.all()):
             raise CryomineError("reference-free start failed: no particle correlates with the seed. Check the "
                                 "particles (contrast, box) or give a --reference.")
@@ -286,10 +346,13 @@ CHECKPOINT_JOB = "cryomine align refine"
 
 
 def run_fingerprint(particles, tilt, voxel_size, reference, settings: RefineSettings, halves) -> dict:
-    """What determines a refinement's (or MRA's) result, to check a checkpoint against before resuming."""
+    """What determines a refinement's (or MRA's) result, to check a checkpoint against before resuming
+    (``particles``: a tensor ``(B, N, N, N)`` or a :class:`ParticleSource`; the chunk size and the
+    number of processes do not enter)."""
+    source = as_source(particles)
     search = {k: v for k, v in asdict(settings.search).items() if isinstance(v, (int, float, str, type(None)))}
-    return {"n_particles": int(particles.shape[0]), "box": int(particles.shape[-1]), "voxel_size": float(voxel_size),
-            "particles": particles_digest(particles), "tilt": particles_digest(tilt[:, None, None, :]),
+    return {"n_particles": source.n, "box": source.box, "voxel_size": float(voxel_size),
+            "particles": source.digest(settings.chunk), "tilt": particles_digest(tilt[:, None, None, :]),
             "reference": None if reference is None else particles_digest(reference[None]),
             "mask": None if settings.mask is None else particles_digest(settings.mask[None]),
             "half_sets": None if halves is None else particles_digest(halves.double()[:, None, None, None]),
@@ -299,14 +362,15 @@ def run_fingerprint(particles, tilt, voxel_size, reference, settings: RefineSett
             "lowpass_to_fsc": settings.lowpass_to_fsc, "seed": settings.seed}
 
 
-def refine(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float,
+def refine(particles: torch.Tensor | ParticleSource, tilt_ranges: torch.Tensor, voxel_size: float,
            reference: torch.Tensor | None = None, settings: RefineSettings | None = None,
            half_sets: torch.Tensor | None = None, checkpoint: str | os.PathLike | None = None,
            resume: bool = False) -> RefineResult:
     """Gold-standard refinement of particles ``(B, N, N, N)`` with tilt ranges ``(B, 2)`` (degrees).
 
     Args:
-        particles: subtomograms on the compute device.
+        particles: subtomograms on the compute device, or a :class:`ParticleSource` (e.g. the files
+            of a table, read ``settings.chunk`` at a time: only poses and scores are kept per particle).
         tilt_ranges: per-particle tilt ranges.
         voxel_size: Å per voxel (for resolutions).
         reference: optional starting reference ``(N, N, N)``; None builds a reference-free start.
@@ -316,17 +380,24 @@ def refine(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float
         resume: continue from ``checkpoint`` (made with the same inputs and settings; more
             ``iterations`` may be asked for) to the uninterrupted run's result.
 
+    Under ``torchrun`` (:mod:`cryomine_core.distributed`) each process aligns its share of the
+    particles; the half-map sums and the poses are added over the processes, so every process holds
+    the one result (rank 0 alone writes the checkpoint).
+
     Returns:
         :class:`RefineResult`.
     """
     settings = settings or RefineSettings()
-    b, n_box = particles.shape[0], particles.shape[-1]
-    dev = particles.device
+    source = as_source(particles)
+    b, n_box = source.n, source.box
+    dev = source.device
     if b < 2:
         raise CryomineError(f"refinement needs at least 2 particles (one per half set); got {b}.")
     settings.search.validate(n_box)
     if settings.iterations < 1:
         raise CryomineError(f"--iterations {settings.iterations} is invalid: give at least 1.")
+    if settings.chunk < 1:
+        raise CryomineError(f"--chunk {settings.chunk}: give at least 1 subtomogram per chunk.")
     rng = np.random.default_rng(settings.seed)
     tilt = tilt_ranges.to(dev, torch.float32)
     if half_sets is None:
@@ -343,44 +414,39 @@ def refine(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float
     f0 = min(settings.initial_f, f_cap)
 
     t0 = time.perf_counter()
-    fingerprint = run_fingerprint(particles, tilt, voxel_size, reference, settings, half_sets) if checkpoint else None
+    fingerprint = run_fingerprint(source, tilt, voxel_size, reference, settings, half_sets) if checkpoint else None
     f_align = min(max(f0 * 1.5, 0.15), f_cap)
     f_shared = max(f0, f_align)  # the halves share the common start and the first iteration's registration
     done = 0
     if resume:
         done, st = resume_state(checkpoint, CHECKPOINT_JOB, fingerprint, settings.iterations, dev)
         refs, covs, f_align = [st["ref1"], st["ref2"]], [st.get("cov1"), st.get("cov2")], float(st["f_align"])
-        rot, shifts, scores, failed, halves = st["rot"], st["shifts"], st["scores"], st["failed"], st["halves"]
+        poses = Poses(st["rot"], st["shifts"], st["scores"], st["failed"])
+        halves = st["halves"]
         history = list(st["history"])
         log.info("resuming from %s after iteration %d of %d", checkpoint, done, settings.iterations)
     else:
         if reference is None:
-            start, start_cov = reference_free_start(particles, tilt, settings, rng)
+            start, start_cov = reference_free_start(source, tilt, settings, rng)
         else:
             start, start_cov = band_limit(reference.to(dev).float(), f0), None
         refs = [start, start]
         covs = [start_cov, start_cov]
         history = []
-        rot = torch.zeros((b, 3, 3), device=dev)
-        shifts = torch.zeros((b, 3), device=dev)
-        scores = torch.zeros(b, device=dev)
-        failed = torch.zeros(b, dtype=torch.bool, device=dev)
+        poses = Poses.zeros(b, dev)
     result_fsc = None
     for it in range(done + 1, settings.iterations + 1):
         ti = time.perf_counter()
         search = band_search(settings.search, f_align)
         averager = FourierAverager(n_box, 2, settings.search.symmetry, dev)
-        for h in (1, 2):
-            sel = (halves == h).nonzero().flatten()
-            sref = SearchReference(refs[h - 1], coverage=covs[h - 1], mask=mask, pad=search.pad)
-            res = _align_and_average(particles[sel], tilt[sel], sref, search, settings, averager, h - 1)
-            rot[sel], shifts[sel], scores[sel], failed[sel] = res.rotations, res.shifts, res.scores, res.failed
+        srefs = [SearchReference(refs[h], coverage=covs[h], mask=mask, pad=search.pad) for h in (0, 1)]
+        poses = align_halves(source, tilt, halves, srefs, search, settings, averager)
+        failed, scores = poses.failed, poses.scores
         if int((~failed).sum()) == 0:
             raise CryomineError("every particle failed to align; check the particles, the reference and the mask.")
         half_maps = averager.volumes(settings.guard_fraction)  # symmetrised while accumulating
         if it == 1:  # after the common start only: later the halves stay independent (gold standard)
-            moved = _register_halves(particles, tilt, halves, rot, shifts, failed, half_maps, averager, search,
-                                     settings, mask)
+            moved = _register_halves(source, tilt, halves, poses, half_maps, averager, search, settings, mask)
             if moved is not None:
                 half_maps = averager.volumes(settings.guard_fraction)
         curve, freqs, r143, r05 = half_map_fsc(half_maps, voxel_size, mask)
@@ -403,11 +469,12 @@ def refine(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float
         f_align = min(max(f_res + 1.0 / n_box, 0.1), f_cap)
         result_fsc = (curve, freqs, r143, r05)
         merged = averager.merged((0, 1), settings.guard_fraction)
-        if checkpoint is not None and it < settings.iterations:
-            state = {"ref1": refs[0], "ref2": refs[1], "f_align": f_align, "rot": rot, "shifts": shifts,
-                     "scores": scores, "failed": failed, "halves": halves, "history": history}
+        if checkpoint is not None and it < settings.iterations and distributed.is_writer():
+            state = {"ref1": refs[0], "ref2": refs[1], "f_align": f_align, "rot": poses.rotations,
+                     "shifts": poses.shifts, "scores": scores, "failed": failed, "halves": halves, "history": history}
             state.update({f"cov{h + 1}": covs[h] for h in (0, 1) if covs[h] is not None})
             save_checkpoint(checkpoint, CHECKPOINT_JOB, fingerprint, it, state)
+    failed = poses.failed
     if bool(failed.any()):
         log.warning("%d of %d particles failed to align (flagged in the table, left out of the averages): rows %s",
                     int(failed.sum()), b, (failed.nonzero().flatten()[:10] + 1).tolist())
@@ -419,5 +486,5 @@ def refine(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float
         log.warning("the half maps agree only up to %.1f Å (FSC 0.143), no finer than the %.1f Å they share by "
                     "construction (common start and first-iteration registration): no meaningful resolution; the "
                     "average may be noise or the reference's image", r143, shared)
-    return RefineResult(rot, shifts, scores, failed, halves, merged, half_maps,
+    return RefineResult(poses.rotations, poses.shifts, poses.scores, failed, halves, merged, half_maps,
                         curve, freqs, r143, r05, history, mask, shared, meaningful)

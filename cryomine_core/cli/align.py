@@ -44,6 +44,13 @@ def _common(p, search: bool = True) -> None:
                        help="never align on detail finer than this (Å); default: follow the FSC")
 
 
+def _chunk_option(p) -> None:
+    p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK,
+                   help=f"subtomograms read from disk at a time in each pass (default {DEFAULT_CHUNK}): memory depends "
+                        "on this and the box, not on the number of particles; the result does not. Under torchrun "
+                        "each process reads its own share")
+
+
 def register(sub) -> None:
     p = sub.add_parser("align", help="subtomogram alignment and averaging",
                        description="Subtomogram alignment and averaging: gold-standard refinement, multi-reference "
@@ -59,6 +66,7 @@ def register(sub) -> None:
     r.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint.pt (written after each iteration, removed when the results are "
                         "written) with the same inputs and settings; gives the uninterrupted run's result")
+    _chunk_option(r)
     r.set_defaults(func=_run_refine)
 
     m = cmds.add_parser("mra", help="multi-reference alignment (classification by alignment)",
@@ -77,9 +85,7 @@ def register(sub) -> None:
                                     "--by-class also writes one average per rlnClassNumber.")
     _common(a, search=False)
     a.add_argument("--by-class", action="store_true", help="also average each rlnClassNumber separately")
-    a.add_argument("--chunk", type=int, default=DEFAULT_CHUNK,
-                   help=f"subtomograms read from disk at a time (default {DEFAULT_CHUNK}): memory depends on this and "
-                        "the box, not on the number of particles; the result does not")
+    _chunk_option(a)
     a.set_defaults(func=_run_average)
 
 
@@ -102,7 +108,7 @@ def _summary(metrics: dict) -> None:
 def _run_refine(args) -> int:
     from cryomine_core.align.jobs import run_refine
 
-    _summary(run_refine(args.table, args.out, resume=args.resume, **_search_kwargs(args)))
+    _summary(run_refine(args.table, args.out, resume=args.resume, chunk=args.chunk, **_search_kwargs(args)))
     return 0
 
 

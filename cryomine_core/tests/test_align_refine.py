@@ -9,7 +9,7 @@ import starfile
 import torch
 
 from cryomine_core.align.evaluate import pose_errors
-from cryomine_core.align.jobs import FAILED, RANDOM_SUBSET, load_particles, run_average, run_refine
+from cryomine_core.align.jobs import FAILED, RANDOM_SUBSET, load_particles, run_average, run_refine, search_settings
 from cryomine_core.cli import main
 from cryomine_core.errors import CryomineError, InputFileError, TableError
 from cryomine_core.io import table as T
@@ -110,6 +110,29 @@ def test_streamed_average_equals_the_in_memory_one_for_any_chunk(dataset, tmp_pa
         halves = torch.as_tensor(np.random.default_rng(0).permutation(np.arange(len(ps.table)) % 2) + 1)
     in_memory, _ = average_particles(ps.volumes, rot.float(), shifts.float(), ps.tilt, classes=halves - 1, n_classes=2)
     assert np.allclose(maps[7]["half1.mrc"], in_memory[0].numpy(), atol=1e-5 * np.abs(in_memory[0].numpy()).max())
+
+
+def test_streamed_refine_equals_the_whole_set_and_the_in_memory_api(dataset, refined, tmp_path):
+    """align refine reads the particles chunk by chunk in every pass: chunks of 5 give the poses and maps of the
+    whole set in one chunk (the fixture's run), and the Python API on the volumes in memory gives them too."""
+    from cryomine_core.align.refine import RefineSettings, refine
+    from cryomine_core.geometry import rotation_angle_deg
+
+    run_refine(dataset / "particles.star", tmp_path / "c5", iterations=2, angular_step=25, max_shift=3,
+               device="cpu", seed=1, chunk=5)
+    whole, streamed = T.read_table(refined / "particles.star"), T.read_table(tmp_path / "c5" / "particles.star")
+    rw, sw = table_poses(whole)
+    rs, ss = table_poses(streamed)
+    assert float(rotation_angle_deg(rw.transpose(-1, -2) @ rs).max()) < 0.1
+    assert float((sw - ss).abs().max()) < 0.01
+    assert (whole[T.HALF_SET].to_numpy() == streamed[T.HALF_SET].to_numpy()).all()
+    a, b = read_mrc(refined / "average.mrc")[0], read_mrc(tmp_path / "c5" / "average.mrc")[0]
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] >= 0.9999
+    ps = load_particles(dataset / "particles.star", device="cpu")
+    search = search_settings(25, 3, "C1", BOX)
+    res = refine(ps.volumes, ps.tilt, ps.voxel_size, settings=RefineSettings(iterations=2, search=search, seed=1))
+    assert float(rotation_angle_deg(rw.float().transpose(-1, -2) @ res.rotations).max()) < 0.1
+    assert np.corrcoef(a.ravel(), res.average.numpy().ravel())[0, 1] >= 0.9999
 
 
 def test_average_by_class_without_classes_leaves_earlier_outputs_alone(dataset, tmp_path):

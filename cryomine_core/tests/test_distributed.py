@@ -1,5 +1,6 @@
 """Several processes (torchrun, gloo on CPUs): the same command gives one process's result."""
 
+import json
 import os
 import subprocess
 import sys
@@ -10,8 +11,11 @@ import pytest
 
 from cryomine_core.cli import main
 from cryomine_core.distributed import share
+from cryomine_core.geometry import rotation_angle_deg
 from cryomine_core.io import table as T
+from cryomine_core.io.columns import ALIGN_FAILED
 from cryomine_core.io.mrc import read_mrc, write_mrc
+from cryomine_core.io.poses import table_poses
 
 pytestmark = pytest.mark.slow  # starts two processes
 
@@ -70,3 +74,31 @@ def test_classify_predict_under_torchrun_equals_one_process(tmp_path):
     a, b = T.read_table(tmp_path / "one" / "particles.star"), T.read_table(tmp_path / "two" / "particles.star")
     assert (a[T.CLASS].to_numpy() == b[T.CLASS].to_numpy()).all()
     assert np.allclose(a["cmProb1"].to_numpy(float), b["cmProb1"].to_numpy(float), atol=1e-5)
+
+
+def test_align_refine_under_torchrun_equals_one_process(tmp_path):
+    """Each process aligns its share, read in chunks; half-map sums and poses are added over the processes."""
+    assert main(["simulate", "subtomograms", "--out", str(tmp_path / "sim"), "--structures", "phantom:0",
+                 "--n-per-class", "24", "--snr", "1", "--box", "20", "--voxel-size", "16", "--seed", "2"]) == 0
+    table = str(tmp_path / "sim" / "particles.star")
+    args = ["align", "refine", "--in", table, "--iterations", "2", "--angular-step", "20", "--device", "cpu",
+            "--chunk", "5"]
+    assert main(args + ["--out", str(tmp_path / "one")]) == 0
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "cryomine_core", *args, "--out", str(tmp_path / "two")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count('"command": "align refine"') == 1  # one summary: rank 0's
+    a, b = T.read_table(tmp_path / "one" / "particles.star"), T.read_table(tmp_path / "two" / "particles.star")
+    ra, sa = table_poses(a)
+    rb, sb = table_poses(b)
+    assert float(rotation_angle_deg(ra.transpose(-1, -2) @ rb).max()) < 0.1
+    assert float((sa - sb).abs().max()) < 0.01
+    assert (a[T.HALF_SET].to_numpy() == b[T.HALF_SET].to_numpy()).all()
+    assert (a[ALIGN_FAILED].to_numpy() == b[ALIGN_FAILED].to_numpy()).all()
+    for name in ("average.mrc", "half1.mrc", "half2.mrc"):
+        x, y = read_mrc(tmp_path / "one" / name)[0], read_mrc(tmp_path / "two" / name)[0]
+        assert np.corrcoef(x.ravel(), y.ravel())[0, 1] >= 0.9999, name
+    assert json.loads((tmp_path / "two" / "metrics.json").read_text())["processes"] == 2
