@@ -47,9 +47,15 @@ def setup(device: torch.device) -> None:
     log.info("rank %d of %d (%s, %s)", rank(), world_size(), backend, device)
 
 
-def share(n: int) -> np.ndarray:
-    """Rows ``0 .. n-1`` of this rank: a contiguous block, the blocks of all ranks covering every row once."""
-    return np.array_split(np.arange(n), world_size())[rank()]
+def share(n: int, block: int = 1) -> np.ndarray:
+    """Rows ``0 .. n-1`` of this rank: a contiguous run of whole ``block``-row blocks (the last may be
+    shorter), the runs of all ranks covering every row once. With ``block`` the batch size, a batch
+    never straddles two ranks, so the batches (and their float arithmetic) do not depend on the
+    number of processes."""
+    blocks = np.array_split(np.arange(-(-n // block)), world_size())[rank()]
+    if blocks.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(int(blocks[0]) * block, min(n, (int(blocks[-1]) + 1) * block))
 
 
 def sum_(*tensors: torch.Tensor) -> None:

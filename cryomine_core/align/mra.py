@@ -28,21 +28,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cryomine_core import distributed
 from cryomine_core.align import jobs
 from cryomine_core.align.average import FourierAverager
 from cryomine_core.align.checkpoint import particles_digest, resume_state, save_checkpoint
-from cryomine_core.align.defaults import DEFAULT_ANGULAR_STEP, DEFAULT_ITERATIONS, DEFAULT_MAX_SHIFT
+from cryomine_core.align.defaults import DEFAULT_ANGULAR_STEP, DEFAULT_CHUNK, DEFAULT_ITERATIONS, DEFAULT_MAX_SHIFT
+from cryomine_core.align.particle_source import ParticleSource, as_source
 from cryomine_core.align.reference import SearchReference
 from cryomine_core.align.refine import (
+    Poses,
     RefineSettings,
     band_limit,
+    batch_chunk,
     band_search,
     half_map_fsc,
     reference_free_start,
     run_fingerprint,
 )
 from cryomine_core.align.scoring import soft_sphere_mask
-from cryomine_core.align.search import AlignmentResult, align_particles
+from cryomine_core.align.search import align_particles
 from cryomine_core.align.spectra import PaddedSpectrum, half_sphere_points
 from cryomine_core.errors import CryomineError
 from cryomine_core.fourier.wedge import wedge_at
@@ -81,18 +85,25 @@ class MRAResult:
     history: list = field(default_factory=list)
 
 
-def _aligned_features(particles, tilt, rot, shifts, k, pad, batch):
-    """Particle transforms in the common frame at points ``k (K, 3)``: ``(values (B, K), observed (B, K))``."""
-    vals, obs = [], []
-    for i in range(0, particles.shape[0], batch):
-        sl = slice(i, i + batch)
-        spec = PaddedSpectrum(particles[sl], pad=pad)
-        kk = k[None] @ rot[sl].transpose(-1, -2)  # rows of R u
-        v = spec.sample(kk)
-        ph = torch.polar(torch.ones(1, device=v.device), 2.0 * math.pi * (kk @ shifts[sl][:, :, None])[..., 0])
-        vals.append(v * ph)
-        obs.append(wedge_at(kk, tilt[sl, 0], tilt[sl, 1]))
-    return torch.cat(vals), torch.cat(obs)
+def _batch_features(spec: PaddedSpectrum, tilt, rot, shifts, k) -> tuple[torch.Tensor, torch.Tensor]:
+    """Transforms of a batch of particles in the common frame at points ``k (K, 3)``:
+    ``(values (b, K) complex, observed (b, K))``; ``spec`` holds the batch's padded transforms."""
+    kk = k[None] @ rot.transpose(-1, -2)  # rows of R u
+    v = spec.sample(kk)
+    ph = torch.polar(torch.ones(1, device=v.device), 2.0 * math.pi * (kk @ shifts[:, :, None])[..., 0])
+    return v * ph, wedge_at(kk, tilt[:, 0], tilt[:, 1])
+
+
+def _batches(source: ParticleSource, settings: RefineSettings, pad: int, rows: np.ndarray | None = None):
+    """``(rows (b,), volumes, padded transforms)`` of this process's share of ``rows`` (default all),
+    read ``settings.chunk`` at a time and transformed ``settings.batch_size`` at a time; the batches
+    are the same whatever the chunk size and the number of processes (:func:`refine.half_rows`)."""
+    rows = np.arange(source.n) if rows is None else np.asarray(rows)
+    mine = rows[distributed.share(rows.size, settings.batch_size)]
+    for chunk_rows, vols in source.chunks(batch_chunk(settings), mine):
+        for i in range(0, chunk_rows.numel(), settings.batch_size):
+            v = vols[i:i + settings.batch_size]
+            yield chunk_rows[i:i + settings.batch_size], v, PaddedSpectrum(v, pad=pad)
 
 
 def _cc_to_centres(x, wx, c, wc, w):
@@ -103,6 +114,23 @@ def _cc_to_centres(x, wx, c, wc, w):
     den_x = (w * wx * x.abs().square()) @ wc.T
     den_c = (w * wx) @ (wc * c.abs().square()).T
     return num / torch.sqrt((den_x * den_c).clamp_min(1e-30))
+
+
+def _centres(x, wx, labels, n_classes, old_c=None, old_w=None):
+    """Wedge-compensated centres ``(K, Q)`` and their coverage of features ``x (B, Q)`` grouped by ``labels``;
+    an empty group keeps its old centre (``old_c``, ``old_w``)."""
+    new_c, new_w = [], []
+    for k in range(n_classes):
+        sel = labels == k
+        if int(sel.sum()) == 0:
+            new_c.append(old_c[k] if old_c is not None else x.new_zeros(x.shape[1:]))
+            new_w.append(old_w[k] if old_w is not None else wx.new_zeros(wx.shape[1:]))
+            continue
+        num = (wx[sel] * x[sel]).sum(0)
+        den = wx[sel].sum(0)
+        new_c.append(num / den.clamp_min(1.0))
+        new_w.append((den / max(1.0, 0.1 * float(sel.sum()))).clamp(0, 1))
+    return torch.stack(new_c), torch.stack(new_w)
 
 
 def _kmeans_once(x, wx, w, n_classes, rng, rounds):
@@ -119,18 +147,7 @@ def _kmeans_once(x, wx, w, n_classes, rng, rounds):
     cc = _cc_to_centres(x, wx, centres, cov, w)
     labels = cc.argmax(1)
     for _ in range(rounds):
-        new_c, new_w = [], []
-        for k in range(n_classes):
-            sel = labels == k
-            if int(sel.sum()) == 0:
-                new_c.append(centres[k])
-                new_w.append(cov[k])
-                continue
-            num = (wx[sel] * x[sel]).sum(0)
-            den = wx[sel].sum(0)
-            new_c.append(num / den.clamp_min(1.0))
-            new_w.append((den / max(1.0, 0.1 * float(sel.sum()))).clamp(0, 1))
-        centres, cov = torch.stack(new_c), torch.stack(new_w)
+        centres, cov = _centres(x, wx, labels, n_classes, centres, cov)
         cc = _cc_to_centres(x, wx, centres, cov, w)
         new_labels = cc.argmax(1)
         if bool((new_labels == labels).all()):
@@ -172,14 +189,104 @@ def _fix_small_classes(classes, scores, n_classes):
     return classes
 
 
-def multi_reference_alignment(particles: torch.Tensor, tilt_ranges: torch.Tensor, voxel_size: float,
+#: k-means seeds the classes on at most this many particles (drawn with the seed); the others are then
+#: given the class of the nearest centre, so memory does not grow with the set beyond poses and classes
+SEED_SUBSET = 20_000
+
+
+def _align_pass(source: ParticleSource, tilt, sref: SearchReference, search, settings: RefineSettings, halves,
+                averager: FourierAverager | None, on_batch=None) -> tuple[Poses, torch.Tensor]:
+    """Align this process's share of the particles (streamed) to every reference of ``sref``; add each
+    one to the accumulator ``2 * best reference + half - 1`` of ``averager`` (when given) and call
+    ``on_batch(rows, spectrum, result)``. Sums, poses and best references are added over the processes.
+    Returns ``(poses, best reference (B,) long)``."""
+    poses = Poses.zeros(source.n, tilt.device)
+    best = torch.zeros(source.n, device=tilt.device)
+    cache: dict = {}
+    for rows, vols, spec in _batches(source, settings, search.pad):
+        res = align_particles(vols, tilt[rows], sref, search, batch_size=settings.batch_size, spectra=[spec],
+                              ref_cache=cache)
+        poses.rotations[rows], poses.shifts[rows], poses.scores[rows], poses.failed[rows] = (
+            res.rotations, res.shifts, res.scores, res.failed)
+        best[rows] = res.reference_index.float()
+        if averager is not None:
+            averager.add(spec, res.rotations, res.shifts, tilt[rows], 2 * res.reference_index + halves[rows] - 1,
+                         ~res.failed)
+        if on_batch is not None:
+            on_batch(rows, spec, res)
+    if averager is not None:
+        distributed.sum_(averager.numerator, averager.weight, averager.count)
+    distributed.sum_(best)
+    poses.gather()
+    return poses, best.round().long()
+
+
+def _average_pass(source: ParticleSource, tilt, poses: Poses, classes, halves, settings: RefineSettings, pad: int,
+                  n_classes: int) -> FourierAverager:
+    """Per class and half set (accumulator ``2 * class + half - 1``), the streamed average of the posed particles."""
+    averager = FourierAverager(source.box, 2 * n_classes, settings.search.symmetry, tilt.device)
+    for rows, _, spec in _batches(source, settings, pad):
+        averager.add(spec, poses.rotations[rows], poses.shifts[rows], tilt[rows], 2 * classes[rows] + halves[rows] - 1,
+                     ~poses.failed[rows])
+    distributed.sum_(averager.numerator, averager.weight, averager.count)
+    return averager
+
+
+def _class_volumes(averager: FourierAverager, n_classes: int, guard: float) -> torch.Tensor:
+    """Class averages ``(K, N, N, N)`` from the per-half accumulators (both halves together)."""
+    return torch.stack([averager.merged((2 * k, 2 * k + 1), guard) if int(averager.count[2 * k:2 * k + 2].sum())
+                        else torch.zeros((averager.box,) * 3, device=averager.device) for k in range(n_classes)])
+
+
+def _seed_classes(source: ParticleSource, tilt, start, cov, mask, search, settings: RefineSettings, halves,
+                  n_classes: int, rng: np.random.Generator) -> tuple[Poses, torch.Tensor]:
+    """Align every particle to the common start, seed K classes by k-means on the aligned transforms
+    (at most :data:`SEED_SUBSET` particles; the others join the nearest centre), return ``(poses, classes)``."""
+    b, n_box, dev = source.n, source.box, tilt.device
+    subset = np.arange(b) if b <= SEED_SUBSET else np.sort(rng.choice(b, SEED_SUBSET, replace=False))
+    position = np.full(b, -1)
+    position[subset] = np.arange(subset.size)
+    k_pts, w = half_sphere_points(n_box, search.f_max, 0.0, device=dev)
+    x = torch.zeros((subset.size, k_pts.shape[0]), dtype=torch.complex64, device=dev)
+    wx = torch.zeros((subset.size, k_pts.shape[0]), device=dev)
+
+    def keep_features(rows, spec, res):
+        pos = torch.as_tensor(position[rows.cpu().numpy()], device=dev)
+        inside = pos >= 0
+        if bool(inside.any()):
+            v, o = _batch_features(spec, tilt[rows], res.rotations, res.shifts, k_pts)
+            x[pos[inside]], wx[pos[inside]] = v[inside], o[inside]
+
+    poses, _ = _align_pass(source, tilt, SearchReference(start, coverage=cov, mask=mask), search, settings, halves,
+                           None, keep_features)
+    distributed.sum_(x, wx)
+    labels = _kmeans_seed(x, wx, w, n_classes, rng)
+    distributed.broadcast_(labels)
+    classes = torch.zeros(b, dtype=torch.long, device=dev)
+    classes[torch.as_tensor(subset, device=dev)] = labels
+    if subset.size < b:  # the rest: nearest centre, in the same streamed way
+        centres, centre_cov = _centres(x, wx, labels, n_classes)
+        others = np.setdiff1d(np.arange(b), subset)
+        assigned = torch.zeros(b, device=dev)
+        for rows, _, spec in _batches(source, settings, search.pad, others):
+            v, o = _batch_features(spec, tilt[rows], poses.rotations[rows], poses.shifts[rows], k_pts)
+            assigned[rows] = _cc_to_centres(v, o, centres, centre_cov, w).argmax(1).float()
+        distributed.sum_(assigned)
+        rest = torch.as_tensor(others, device=dev)
+        classes[rest] = assigned[rest].round().long()
+        log.info("MRA seeding: k-means on %d of %d particles, the others joined the nearest centre", subset.size, b)
+    return poses, classes
+
+
+def multi_reference_alignment(particles: torch.Tensor | ParticleSource, tilt_ranges: torch.Tensor, voxel_size: float,
                               n_classes: int, settings: RefineSettings | None = None,
                               references: torch.Tensor | None = None, half_sets: torch.Tensor | None = None,
                               checkpoint=None, resume: bool = False) -> MRAResult:
     """Classify and align particles ``(B, N, N, N)`` against ``n_classes`` references.
 
     Args:
-        particles, tilt_ranges, voxel_size: as for :func:`~cryomine_core.align.refine.refine`.
+        particles, tilt_ranges, voxel_size: as for :func:`~cryomine_core.align.refine.refine` (a tensor
+            or a :class:`ParticleSource`, read ``settings.chunk`` at a time in every pass).
         n_classes: K >= 1.
         settings: iterations, search, band, mask, seed (:class:`~cryomine_core.align.refine.RefineSettings`).
         references: optional ``(K, N, N, N)`` starting references (low-passed to ``initial_f``).
@@ -187,15 +294,21 @@ def multi_reference_alignment(particles: torch.Tensor, tilt_ranges: torch.Tensor
         checkpoint: file for the state after each iteration but the last; None: none kept.
         resume: continue from ``checkpoint`` (same inputs and settings; more ``iterations`` may be
             asked for) to the uninterrupted run's result.
+
+    Under ``torchrun`` each process aligns its share; the class sums, poses and classes are added over
+    the processes (k-means seeding is rank 0's), so every process holds the one result.
     """
     settings = settings or RefineSettings()
-    b, n_box = particles.shape[0], particles.shape[-1]
-    dev = particles.device
+    source = as_source(particles)
+    b, n_box = source.n, source.box
+    dev = source.device
     if n_classes < 1:
         raise CryomineError(f"--classes {n_classes} is invalid: give at least 1.")
     if b < 2 * n_classes:
         raise CryomineError(f"{b} particles are too few for {n_classes} classes; give at least 2 per class.")
     settings.search.validate(n_box)
+    if settings.chunk < 1:
+        raise CryomineError(f"--chunk {settings.chunk}: give at least 1 subtomogram per chunk.")
     rng = np.random.default_rng(settings.seed)
     tilt = tilt_ranges.to(dev, torch.float32)
     mask = settings.mask if settings.mask is not None else soft_sphere_mask(n_box, device=dev)
@@ -207,7 +320,7 @@ def multi_reference_alignment(particles: torch.Tensor, tilt_ranges: torch.Tensor
     history = []
     fingerprint = None
     if checkpoint is not None:
-        fingerprint = run_fingerprint(particles, tilt, voxel_size, None, settings, half_sets)
+        fingerprint = run_fingerprint(source, tilt, voxel_size, None, settings, half_sets)
         fingerprint.update({"n_classes": int(n_classes),
                             "references": None if references is None else particles_digest(references)})
     done = 0
@@ -216,65 +329,49 @@ def multi_reference_alignment(particles: torch.Tensor, tilt_ranges: torch.Tensor
         refs, f_align, history = st["refs"], float(st["f_align"]), list(st["history"])
         log.info("resuming from %s after MRA iteration %d of %d", checkpoint, done, settings.iterations)
     elif references is None:
-        start, cov = reference_free_start(particles, tilt, settings, rng)
+        start, cov = reference_free_start(source, tilt, settings, rng)
         search = band_search(settings.search, f_align)
-        res = align_particles(particles, tilt, SearchReference(start, coverage=cov, mask=mask), search,
-                              batch_size=settings.batch_size)
-        k_pts, w = half_sphere_points(n_box, f_align, 0.0, device=dev)
-        x, wx = _aligned_features(particles, tilt, res.rotations, res.shifts, k_pts, search.pad, settings.batch_size)
-        classes = _kmeans_seed(x, wx, w, n_classes, rng)
-        avg = FourierAverager(n_box, n_classes, settings.search.symmetry, dev)
-        for i in range(0, b, settings.batch_size):
-            sl = slice(i, i + settings.batch_size)
-            avg.add(PaddedSpectrum(particles[sl], pad=search.pad), res.rotations[sl], res.shifts[sl], tilt[sl],
-                    classes[sl], ~res.failed[sl])
-        refs = torch.stack([band_limit(v, f_align) for v in avg.volumes(settings.guard_fraction)])
+        poses, classes = _seed_classes(source, tilt, start, cov, mask, search, settings, halves, n_classes, rng)
+        avg = _average_pass(source, tilt, poses, classes, halves, settings, search.pad, n_classes)
+        refs = torch.stack([band_limit(v, f_align) for v in _class_volumes(avg, n_classes, settings.guard_fraction)])
         log.info("MRA seeding: class sizes %s", torch.bincount(classes, minlength=n_classes).tolist())
     else:
         if references.shape[0] != n_classes:
             raise CryomineError(f"{references.shape[0]} references given for {n_classes} classes.")
         refs = torch.stack([band_limit(r.to(dev).float(), f0) for r in references])
-    result: AlignmentResult | None = None
+    poses = None
     for it in range(done + 1, settings.iterations + 1):
         ti = time.perf_counter()
         search = band_search(settings.search, f_align)
         sref = SearchReference(refs, mask=mask, pad=search.pad)
-        result = align_particles(particles, tilt, sref, search, batch_size=settings.batch_size)
-        classes = _fix_small_classes(result.reference_index.clone(), result.scores, n_classes)
-        avg = FourierAverager(n_box, n_classes, settings.search.symmetry, dev)
-        for i in range(0, b, settings.batch_size):
-            sl = slice(i, i + settings.batch_size)
-            avg.add(PaddedSpectrum(particles[sl], pad=search.pad), result.rotations[sl], result.shifts[sl], tilt[sl],
-                    classes[sl], ~result.failed[sl])
-        vols = avg.volumes(settings.guard_fraction)
+        avg = FourierAverager(n_box, 2 * n_classes, settings.search.symmetry, dev)
+        poses, best = _align_pass(source, tilt, sref, search, settings, halves, avg)
+        classes = _fix_small_classes(best.clone(), poses.scores, n_classes)
+        if not bool((classes == best).all()):  # particles moved after they were summed: sum them again
+            avg = _average_pass(source, tilt, poses, classes, halves, settings, search.pad, n_classes)
+        vols = _class_volumes(avg, n_classes, settings.guard_fraction)
         refs = torch.stack([band_limit(v, f_align) for v in vols])
-        sizes = torch.bincount(classes[~result.failed], minlength=n_classes).tolist()
-        entry = {"iteration": it, "class_sizes": sizes, "mean_score": float(result.scores[~result.failed].mean()),
-                 "n_failed": int(result.failed.sum()), "band_angstrom": voxel_size / f_align,
+        sizes = torch.bincount(classes[~poses.failed], minlength=n_classes).tolist()
+        entry = {"iteration": it, "class_sizes": sizes, "mean_score": float(poses.scores[~poses.failed].mean()),
+                 "n_failed": int(poses.failed.sum()), "band_angstrom": voxel_size / f_align,
                  "seconds": time.perf_counter() - ti}
         history.append(entry)
         log.info("MRA iteration %d/%d: class sizes %s, mean score %.4f, failed %d, %.1f s", it, settings.iterations,
                  sizes, entry["mean_score"], entry["n_failed"], entry["seconds"])
         f_align = min(f_align + 1.0 / n_box, f_cap)
-        if checkpoint is not None and it < settings.iterations:
+        if checkpoint is not None and it < settings.iterations and distributed.is_writer():
             save_checkpoint(checkpoint, CHECKPOINT_JOB, fingerprint, it,
                             {"refs": refs, "f_align": f_align, "history": history})
     resolutions = []
+    half_vols = avg.volumes(settings.guard_fraction)
     for k in range(n_classes):
-        sel = (classes == k) & ~result.failed
-        if int((sel & (halves == 1)).sum()) < 1 or int((sel & (halves == 2)).sum()) < 1:
+        if int(avg.count[2 * k]) < 1 or int(avg.count[2 * k + 1]) < 1:
             resolutions.append((float("nan"), float("nan")))
             continue
-        hav = FourierAverager(n_box, 2, settings.search.symmetry, dev)
-        idx = sel.nonzero().flatten()
-        for i in range(0, idx.numel(), settings.batch_size):
-            j = idx[i:i + settings.batch_size]
-            hav.add(PaddedSpectrum(particles[j], pad=settings.search.pad), result.rotations[j], result.shifts[j],
-                    tilt[j], halves[j] - 1)
-        _, _, r143, r05 = half_map_fsc(hav.volumes(settings.guard_fraction), voxel_size, mask)
+        _, _, r143, r05 = half_map_fsc(half_vols[2 * k:2 * k + 2], voxel_size, mask)
         resolutions.append((r143, r05))
-    sizes = torch.bincount(classes[~result.failed], minlength=n_classes).tolist()
-    return MRAResult(classes, result.rotations, result.shifts, result.scores, result.failed, vols, sizes,
+    sizes = torch.bincount(classes[~poses.failed], minlength=n_classes).tolist()
+    return MRAResult(classes, poses.rotations, poses.shifts, poses.scores, poses.failed, vols, sizes,
                      resolutions, history)
 
 
@@ -285,7 +382,7 @@ def _finite(x: float) -> float | None:
 def run_mra_job(table, out_dir, *, classes: int, reference=None, mask=None, symmetry="C1",
                 iterations=DEFAULT_ITERATIONS, angular_step=DEFAULT_ANGULAR_STEP, max_shift=DEFAULT_MAX_SHIFT,
                 lowpass_angstrom=None, tilt_range=None, device="auto", seed=0, invert_reference=False,
-                contrast="check", resume=False) -> dict:
+                contrast="check", resume=False, chunk=DEFAULT_CHUNK) -> dict:
     """File-level MRA: writes ``particles.star`` (``rlnClassNumber`` 1..K, poses, ``cmScore``,
     ``cmAlignFailed``), ``class_001.mrc`` ..., ``metrics.json`` and ``gallery.png``.
 
@@ -296,6 +393,10 @@ def run_mra_job(table, out_dir, *, classes: int, reference=None, mask=None, symm
     from the data. It is multiplied by -1 with ``invert_reference`` and checked against the
     particles' contrast first (:func:`~cryomine_core.align.jobs.prepare_reference`; ``contrast``:
     check, auto or off); the outcome is ``contrast_check`` in the metrics (None without a reference).
+
+    The subtomograms are streamed from disk, ``chunk`` at a time in every pass (only poses, scores
+    and classes are kept per particle). Under ``torchrun`` each process aligns its share and rank 0
+    writes the one result.
     """
     from cryomine_core.align.report import plot_gallery
     from cryomine_core.device import select_device
@@ -305,12 +406,15 @@ def run_mra_job(table, out_dir, *, classes: int, reference=None, mask=None, symm
 
     t0 = time.perf_counter()
     jobs.check_reference_options(reference, invert_reference, contrast)
+    if int(chunk) < 1:
+        raise CryomineError(f"--chunk {chunk}: give at least 1 subtomogram per chunk.")
     dev = select_device(device)
-    ps = jobs.load_particles(table, tilt_range, dev)
+    distributed.setup(dev)
+    ps = jobs.load_particles(table, tilt_range, dev, read_volumes=False)
     search = jobs.search_settings(angular_step, max_shift, symmetry, ps.box)
     msk = jobs.check_mask(jobs.load_volume(mask, ps.box, ps.voxel_size, "mask", dev), mask) if mask else None
     settings = RefineSettings(iterations=int(iterations), search=search, lowpass_angstrom=lowpass_angstrom, mask=msk,
-                              seed=int(seed))
+                              seed=int(seed), chunk=int(chunk))
     refs, contrast_record = None, None
     if reference:
         ref = jobs.load_volume(reference, ps.box, ps.voxel_size, "reference", dev)
@@ -322,8 +426,10 @@ def run_mra_job(table, out_dir, *, classes: int, reference=None, mask=None, symm
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / MRA_CHECKPOINT
-    res = multi_reference_alignment(ps.volumes, ps.tilt, ps.voxel_size, int(classes), settings, refs,
+    res = multi_reference_alignment(ps.as_source(), ps.tilt, ps.voxel_size, int(classes), settings, refs,
                                     checkpoint=checkpoint, resume=resume)
+    if not distributed.is_writer():
+        return {"command": "align mra", "processes": distributed.world_size()}  # rank 0 writes the one result
     jobs.write_aligned_table(out, ps.table, res.rotations, res.shifts, ps.voxel_size, res.scores, res.failed,
                              classes=res.classes + 1)
     for k in range(int(classes)):
@@ -339,7 +445,8 @@ def run_mra_job(table, out_dir, *, classes: int, reference=None, mask=None, symm
         "history": res.history, "box": ps.box, "voxel_size_A": ps.voxel_size, "symmetry": symmetry,
         "iterations": int(iterations), "angular_step_deg": float(angular_step), "max_shift_voxels": float(max_shift),
         "reference": str(reference) if reference else None, "contrast_check": contrast_record,
-        "seed": int(seed), "device": str(dev), "seconds": time.perf_counter() - t0,
+        "seed": int(seed), "chunk": int(chunk), "processes": distributed.world_size(), "device": str(dev),
+        "seconds": time.perf_counter() - t0,
         "resolution_note": "per-class FSC between the class's two half sets; not gold-standard (shared references)",
     }
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))

@@ -51,8 +51,8 @@ from cryomine_core.fourier import (
 )
 from cryomine_core.geometry import shift_volume_fourier
 
-__all__ = ["RefineSettings", "RefineResult", "Poses", "align_halves", "refine", "reference_free_start", "half_map_fsc",
-           "centre_volume"]
+__all__ = ["RefineSettings", "RefineResult", "Poses", "align_halves", "batch_chunk", "half_rows", "refine",
+           "reference_free_start", "half_map_fsc", "centre_volume"]
 
 log = logging.getLogger("cryomine")
 
@@ -235,21 +235,33 @@ class Poses:
         self.failed = failed > 0.5
 
 
+def batch_chunk(settings: RefineSettings) -> int:
+    """``settings.chunk`` rounded up to whole batches, so the batches do not depend on the chunk size."""
+    b = settings.batch_size
+    return -(-settings.chunk // b) * b
+
+
+def half_rows(halves: torch.Tensor, h: int, batch: int) -> np.ndarray:
+    """This process's rows of half set ``h``: whole batches of the half's rows in order (:func:`distributed.share`)."""
+    rows = (halves == h).nonzero().flatten().cpu().numpy()
+    return rows[distributed.share(rows.size, batch)]
+
+
 def align_halves(source: ParticleSource, tilt: torch.Tensor, halves: torch.Tensor, refs: list[SearchReference],
                  search: SearchSettings, settings: RefineSettings, averager: FourierAverager) -> Poses:
     """One pass over this process's share of the particles, read ``settings.chunk`` at a time: each
     particle is aligned to the reference of its half set (``halves`` 1/2 -> ``refs[0]``/``refs[1]``)
-    and added to that half's average; the sums and poses are then added over the processes."""
+    and added to that half's average; the sums and poses are then added over the processes.
+
+    The particles of a half are aligned in batches of ``settings.batch_size`` in row order whatever
+    the chunk size and the number of processes, so neither changes the result beyond the order in
+    which the processes' sums are added."""
     poses = Poses.zeros(source.n, tilt.device)
-    caches: tuple[dict, dict] = ({}, {})
-    for rows, vols in source.chunks(settings.chunk, distributed.share(source.n)):
-        for h in (1, 2):
-            m = halves[rows] == h
-            if not bool(m.any()):
-                continue
-            r = rows[m]
-            res = _align_and_average(vols[m], tilt[r], refs[h - 1], search, settings, averager, h - 1, caches[h - 1])
-            poses.rotations[r], poses.shifts[r], poses.scores[r], poses.failed[r] = (
+    for h in (1, 2):
+        cache: dict = {}
+        for rows, vols in source.chunks(batch_chunk(settings), half_rows(halves, h, settings.batch_size)):
+            res = _align_and_average(vols, tilt[rows], refs[h - 1], search, settings, averager, h - 1, cache)
+            poses.rotations[rows], poses.shifts[rows], poses.scores[rows], poses.failed[rows] = (
                 res.rotations, res.shifts, res.scores, res.failed)
     distributed.sum_(averager.numerator, averager.weight, averager.count)
     poses.gather()
@@ -283,9 +295,7 @@ def _register_halves(source: ParticleSource, tilt, halves, poses: Poses, half_ma
     rot[sel] = old @ g_rot
     shifts[sel] = shifts[sel] + (old @ g_shift[:, None])[..., 0]
     fresh = FourierAverager(averager.box, 2, settings.search.symmetry, dev)
-    mine = distributed.share(source.n)
-    mine = mine[(halves.cpu().numpy()[mine] == 2)]
-    for rows, vols in source.chunks(settings.chunk, mine):
+    for rows, vols in source.chunks(batch_chunk(settings), half_rows(halves, 2, settings.batch_size)):
         for i in range(0, rows.numel(), settings.batch_size):
             j = rows[i:i + settings.batch_size]
             fresh.add(PaddedSpectrum(vols[i:i + settings.batch_size], pad=search.pad), rot[j], shifts[j], tilt[j],

@@ -78,6 +78,7 @@ def register(sub) -> None:
     m.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint.pt (written after each iteration, removed when the results are "
                         "written) with the same inputs and settings; gives the uninterrupted run's result")
+    _chunk_option(m)
     m.set_defaults(func=_run_mra)
 
     a = cmds.add_parser("average", help="average with the table's poses (no search)",
@@ -115,7 +116,8 @@ def _run_refine(args) -> int:
 def _run_mra(args) -> int:
     from cryomine_core.align.mra import run_mra_job as run_mra
 
-    _summary(run_mra(args.table, args.out, classes=args.classes, resume=args.resume, **_search_kwargs(args)))
+    _summary(run_mra(args.table, args.out, classes=args.classes, resume=args.resume, chunk=args.chunk,
+                     **_search_kwargs(args)))
     return 0
 
 

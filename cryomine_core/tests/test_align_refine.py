@@ -112,27 +112,30 @@ def test_streamed_average_equals_the_in_memory_one_for_any_chunk(dataset, tmp_pa
     assert np.allclose(maps[7]["half1.mrc"], in_memory[0].numpy(), atol=1e-5 * np.abs(in_memory[0].numpy()).max())
 
 
-def test_streamed_refine_equals_the_whole_set_and_the_in_memory_api(dataset, refined, tmp_path):
-    """align refine reads the particles chunk by chunk in every pass: chunks of 5 give the poses and maps of the
-    whole set in one chunk (the fixture's run), and the Python API on the volumes in memory gives them too."""
+def test_streamed_refine_equals_the_whole_set_and_the_in_memory_api(dataset, refined):
+    """align refine reads the particles chunk by chunk in every pass. Chunks are whole batches, so read from
+    the files 4 at a time (batches of 4) it gives what the volumes in memory give in one chunk; and the
+    Python API on the volumes in memory gives the command's result (batches of 32)."""
+    from cryomine_core.align.particle_source import ParticleFiles
     from cryomine_core.align.refine import RefineSettings, refine
     from cryomine_core.geometry import rotation_angle_deg
 
-    run_refine(dataset / "particles.star", tmp_path / "c5", iterations=2, angular_step=25, max_shift=3,
-               device="cpu", seed=1, chunk=5)
-    whole, streamed = T.read_table(refined / "particles.star"), T.read_table(tmp_path / "c5" / "particles.star")
-    rw, sw = table_poses(whole)
-    rs, ss = table_poses(streamed)
-    assert float(rotation_angle_deg(rw.transpose(-1, -2) @ rs).max()) < 0.1
-    assert float((sw - ss).abs().max()) < 0.01
-    assert (whole[T.HALF_SET].to_numpy() == streamed[T.HALF_SET].to_numpy()).all()
-    a, b = read_mrc(refined / "average.mrc")[0], read_mrc(tmp_path / "c5" / "average.mrc")[0]
-    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] >= 0.9999
     ps = load_particles(dataset / "particles.star", device="cpu")
     search = search_settings(25, 3, "C1", BOX)
-    res = refine(ps.volumes, ps.tilt, ps.voxel_size, settings=RefineSettings(iterations=2, search=search, seed=1))
-    assert float(rotation_angle_deg(rw.float().transpose(-1, -2) @ res.rotations).max()) < 0.1
-    assert np.corrcoef(a.ravel(), res.average.numpy().ravel())[0, 1] >= 0.9999
+    files = ParticleFiles(list(ps.table[T.IMAGE]), ps.box)
+    streamed = refine(files, ps.tilt, ps.voxel_size, settings=RefineSettings(iterations=2, search=search, seed=1,
+                                                                             batch_size=4, chunk=4))
+    whole = refine(ps.volumes, ps.tilt, ps.voxel_size, settings=RefineSettings(iterations=2, search=search, seed=1,
+                                                                               batch_size=4, chunk=10_000))
+    assert float(rotation_angle_deg(whole.rotations.transpose(-1, -2) @ streamed.rotations).max()) < 1e-3
+    assert torch.allclose(whole.average, streamed.average, atol=1e-5 * float(whole.average.abs().max()))
+    assert (whole.half_sets == streamed.half_sets).all()
+    cli = T.read_table(refined / "particles.star")
+    rc, _ = table_poses(cli)
+    api = refine(ps.volumes, ps.tilt, ps.voxel_size, settings=RefineSettings(iterations=2, search=search, seed=1))
+    assert float(rotation_angle_deg(rc.float().transpose(-1, -2) @ api.rotations).max()) < 0.01
+    avg = read_mrc(refined / "average.mrc")[0]
+    assert np.corrcoef(avg.ravel(), api.average.numpy().ravel())[0, 1] >= 0.9999
 
 
 def test_average_by_class_without_classes_leaves_earlier_outputs_alone(dataset, tmp_path):
@@ -166,6 +169,41 @@ def test_mra_cli_separates_two_structures(tmp_path):
     assert set(m["class_resolution_0143_A"]) == {"1", "2"}
     for name in ("class_001.mrc", "class_002.mrc", "gallery.png"):
         assert (out / name).stat().st_size > 0
+    # streamed from the files 3 at a time (batches of 3) = the volumes in memory in one chunk
+    from cryomine_core.align import mra
+    from cryomine_core.align.particle_source import ParticleFiles
+    from cryomine_core.align.refine import RefineSettings
+    from cryomine_core.geometry import rotation_angle_deg
+
+    ps = load_particles(data / "particles.star", device="cpu")
+    runs = [mra.multi_reference_alignment(src, ps.tilt, ps.voxel_size, 2, RefineSettings(
+        iterations=1, search=search_settings(30, 3, "C1", BOX), batch_size=3, chunk=chunk))
+        for src, chunk in ((ParticleFiles(list(ps.table[T.IMAGE]), ps.box), 3), (ps.volumes, 10_000))]
+    assert (runs[0].classes == runs[1].classes).all()
+    assert float(rotation_angle_deg(runs[0].rotations.transpose(-1, -2) @ runs[1].rotations).max()) < 1e-3
+    assert torch.allclose(runs[0].averages, runs[1].averages, atol=1e-5 * float(runs[1].averages.abs().max()))
+
+
+def test_mra_seeds_on_a_subset_and_gives_the_rest_the_nearest_centre(tmp_path, monkeypatch, caplog):
+    """Above SEED_SUBSET particles k-means runs on a drawn subset; the others join the nearest centre in a
+    streamed pass. With the subset at half the set, three structures are still told apart."""
+    from cryomine_core.align import mra
+    from cryomine_core.align.refine import RefineSettings
+
+    data = tmp_path / "three"
+    simulate_subtomogram_dataset(data, ["a=phantom:0", "b=phantom:1", "c=phantom:2"], n_per_class=10, snr=1.0,
+                                 box=20, voxel_size=16.0, max_shift=1.0, seed=6, n_snr_check=2,
+                                 params=AcquisitionParams(apply_ctf=False))
+    ps = load_particles(data / "particles.star", device="cpu")
+    monkeypatch.setattr(mra, "SEED_SUBSET", 15)
+    with caplog.at_level("INFO", logger="cryomine"):
+        res = mra.multi_reference_alignment(ps.volumes, ps.tilt, ps.voxel_size, 3, RefineSettings(
+            iterations=1, search=search_settings(30, 3, "C1", 20), chunk=4))
+    assert "k-means on 15 of 30 particles" in caplog.text
+    truth = ps.table[T.CLASS].to_numpy()
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(truth, res.classes.numpy()) >= 0.9
 
 
 def _table_copy(dataset, tmp_path, edit):

@@ -28,6 +28,11 @@ def test_shares_cover_every_row_once(monkeypatch):
         rows.append(share(10))
     assert np.array_equal(np.concatenate(rows), np.arange(10))
     assert [len(x) for x in rows] == [4, 3, 3]
+    blocks = []
+    for r in range(3):  # in whole blocks of 4: a batch never straddles two ranks
+        monkeypatch.setenv("RANK", str(r))
+        blocks.append(share(10, block=4))
+    assert [x.tolist() for x in blocks] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
 
 
 def test_align_average_under_torchrun_equals_one_process(tmp_path):
@@ -77,9 +82,10 @@ def test_classify_predict_under_torchrun_equals_one_process(tmp_path):
 
 
 def test_align_refine_under_torchrun_equals_one_process(tmp_path):
-    """Each process aligns its share, read in chunks; half-map sums and poses are added over the processes."""
+    """Each process aligns its share (whole batches of 32 of each half), read in chunks; half-map sums and poses
+    are added over the processes."""
     assert main(["simulate", "subtomograms", "--out", str(tmp_path / "sim"), "--structures", "phantom:0",
-                 "--n-per-class", "24", "--snr", "1", "--box", "20", "--voxel-size", "16", "--seed", "2"]) == 0
+                 "--n-per-class", "80", "--snr", "1", "--box", "20", "--voxel-size", "16", "--seed", "2"]) == 0
     table = str(tmp_path / "sim" / "particles.star")
     args = ["align", "refine", "--in", table, "--iterations", "2", "--angular-step", "20", "--device", "cpu",
             "--chunk", "5"]
@@ -102,3 +108,30 @@ def test_align_refine_under_torchrun_equals_one_process(tmp_path):
         x, y = read_mrc(tmp_path / "one" / name)[0], read_mrc(tmp_path / "two" / name)[0]
         assert np.corrcoef(x.ravel(), y.ravel())[0, 1] >= 0.9999, name
     assert json.loads((tmp_path / "two" / "metrics.json").read_text())["processes"] == 2
+
+
+def test_align_mra_under_torchrun_equals_one_process(tmp_path):
+    """Each process aligns its share to the K references; class sums, poses and classes are added over the
+    processes and the k-means seeding is rank 0's (72 particles: rank 0 aligns 64, rank 1 8)."""
+    assert main(["simulate", "subtomograms", "--out", str(tmp_path / "sim"), "--structures", "phantom:0", "phantom:1",
+                 "phantom:2", "--n-per-class", "24", "--snr", "1", "--box", "20", "--voxel-size", "16", "--seed",
+                 "4"]) == 0
+    table = str(tmp_path / "sim" / "particles.star")
+    args = ["align", "mra", "--in", table, "--classes", "3", "--iterations", "2", "--angular-step", "20",
+            "--device", "cpu", "--chunk", "7"]
+    assert main(args + ["--out", str(tmp_path / "one")]) == 0
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "cryomine_core", *args, "--out", str(tmp_path / "two")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count('"command": "align mra"') == 1
+    a, b = T.read_table(tmp_path / "one" / "particles.star"), T.read_table(tmp_path / "two" / "particles.star")
+    assert (a[T.CLASS].to_numpy() == b[T.CLASS].to_numpy()).all()
+    ra, _ = table_poses(a)
+    rb, _ = table_poses(b)
+    assert float(rotation_angle_deg(ra.transpose(-1, -2) @ rb).max()) < 0.1
+    for k in (1, 2, 3):
+        x, y = read_mrc(tmp_path / "one" / f"class_00{k}.mrc")[0], read_mrc(tmp_path / "two" / f"class_00{k}.mrc")[0]
+        assert np.corrcoef(x.ravel(), y.ravel())[0, 1] >= 0.9999
