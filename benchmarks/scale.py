@@ -10,14 +10,18 @@ memory (``getrusage`` of the child) are recorded:
 
 - ``align average`` (streamed, ``--chunk 256``);
 - ``classify predict`` with a small compact3d trained once on 200 of the subtomograms;
+- ``align refine`` (streamed, one iteration of the global search from the reference-free start,
+  ``--angular-step 40``, a coarse grid so that 10^5 fits the CPU budget) -- up to ``--refine-max``;
+- ``align mra --classes 2`` (streamed, one iteration, the same grid) -- up to ``--mra-max`` (10^4 with
+  ``--small``);
 - ``subdivide --features rif --clusters 2`` (features in batches; clustering in memory, with the
   bounded-memory path above 50,000) -- only up to ``--subdivide-max`` (10^4 with ``--small``).
 
 Reported per command: seconds and peak RSS per N, the per-particle time and the RSS ratios
 between consecutive N (flat memory: RSS ratio near 1 while N grows 10x), and, for ``align
-average`` and ``classify predict`` at one N (10^4 with ``--small``, else the largest), 1 process against
-2 under ``torchrun`` (gloo on CPUs): the speed-up and the largest difference between the two results. Not measured
-here: ``align refine`` and ``align mra``, which still hold the whole set in memory (issue 14).
+average``, ``align refine``, ``align mra`` and ``classify predict`` at one N (10^4 with ``--small``, else
+the largest), 1 process against 2 under ``torchrun`` (gloo on CPUs): the speed-up and the agreement
+of the two results (largest map difference, largest pose difference, identical classes).
 Ends with one JSON line.
 """
 
@@ -98,12 +102,37 @@ def _max_diff(a: Path, b: Path) -> float:
     return float(np.abs(x - y).max() / max(np.abs(x).max(), 1e-30))
 
 
+#: global-search step of the align rows (degrees): coarse, the figures are about cost
+ALIGN_STEP = 40
+
+
+def _align_args(table: Path, out: Path) -> list[str]:
+    return ["--in", str(table), "--out", str(out), "--iterations", "1", "--angular-step", str(ALIGN_STEP),
+            "--device", "cpu", "--chunk", "256"]
+
+
+def _pose_agreement(one: Path, two: Path, volume: str, classes: bool) -> dict:
+    """Largest pose difference (degrees), identical classes and the map difference of two aligned runs."""
+    from cryomine_core.geometry import rotation_angle_deg
+    from cryomine_core.io import table as T
+    from cryomine_core.io.poses import table_poses
+
+    a, b = T.read_table(one / "particles.star"), T.read_table(two / "particles.star")
+    ra, _ = table_poses(a)
+    rb, _ = table_poses(b)
+    same = bool((a[T.CLASS].to_numpy() == b[T.CLASS].to_numpy()).all()) if classes else None
+    return {"max_pose_difference_deg": float(rotation_angle_deg(ra.transpose(-1, -2) @ rb).max()),
+            "same_classes": same, "max_relative_difference": _max_diff(one / volume, two / volume)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--small", action="store_true", help="2-core CPU settings (< 30 min)")
     ap.add_argument("--sizes", type=int, nargs="+", default=None, help="set sizes N")
     ap.add_argument("--box", type=int, default=None, help="subtomogram edge (small: 16, full: 32)")
     ap.add_argument("--subdivide-max", type=int, default=None, help="largest N for subdivide (small: 10^4)")
+    ap.add_argument("--refine-max", type=int, default=None, help="largest N for align refine (default: every N)")
+    ap.add_argument("--mra-max", type=int, default=None, help="largest N for align mra (small: 10^4)")
     ap.add_argument("--compare-n", type=int, default=None,
                     help="N of the 1 vs 2 processes comparison (small: 10^4; full: the largest N)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
@@ -116,13 +145,16 @@ def main(argv=None) -> int:
     sizes = args.sizes or ([1_000, 10_000, 100_000] if args.small else [1_000, 10_000, 100_000, 1_000_000])
     box = args.box or (16 if args.small else 32)
     sub_max = args.subdivide_max or (10_000 if args.small else 100_000)
+    refine_max = args.refine_max or max(sizes)
+    mra_max = args.mra_max or (10_000 if args.small else 100_000)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="cryomine-scale-"))
     settings = {"mode": "small" if args.small else "full", "sizes": sizes, "box": box, "subdivide_max": sub_max,
+                "refine_max": refine_max, "mra_max": mra_max, "align_grid_deg": ALIGN_STEP,
                 "compare_n": args.compare_n or (10_000 if args.small else max(sizes)),
                 "threads_per_process": args.threads, "storage": "one volume stack per set", "workdir": str(work)}
     print(json.dumps(settings), flush=True)
     t_start = time.perf_counter()
-    rows: dict = {"align average": {}, "classify predict": {}, "subdivide": {}}
+    rows: dict = {"align average": {}, "align refine": {}, "align mra": {}, "classify predict": {}, "subdivide": {}}
     model = None
     for n in sizes:
         t0 = time.perf_counter()
@@ -138,6 +170,10 @@ def main(argv=None) -> int:
                                       "--device", "cpu", "--chunk", "256"),
                 "classify predict": core("classify", "predict", "--in", str(table), "--model", model, "--out",
                                          str(work / f"pred{n}"), "--device", "cpu")}
+        if n <= refine_max:
+            jobs["align refine"] = core("align", "refine", *_align_args(table, work / f"ref{n}"))
+        if n <= mra_max:
+            jobs["align mra"] = core("align", "mra", *_align_args(table, work / f"mra{n}"), "--classes", "2")
         if n <= sub_max:
             jobs["subdivide"] = core("subdivide", "--in", str(table), "--out", str(work / f"sub{n}"), "--features",
                                      "rif", "--clusters", "2", "--device", "cpu", "--no-plots")
@@ -148,6 +184,7 @@ def main(argv=None) -> int:
             print(f"N={n} {name}: {r['seconds']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB, "
                   f"{1000.0 * r['seconds'] / n:.2f} ms/particle", flush=True)
     ratios = {}
+    rows = {name: per_n for name, per_n in rows.items() if per_n}
     for name, per_n in rows.items():
         ns = sorted(per_n)
         ratios[name] = [{"from": a, "to": b, "time_per_particle_ratio": per_n[b]["ms_per_particle"] /
@@ -175,6 +212,15 @@ def main(argv=None) -> int:
                                "same_classes": bool((a[T.CLASS].to_numpy() == b[T.CLASS].to_numpy()).all()),
                                "max_probability_difference": float(np.abs(a["cmProb1"].to_numpy(float)
                                                                           - b["cmProb1"].to_numpy(float)).max())}
+    for name, short in (("align refine", "ref"), ("align mra", "mra")):
+        if n not in rows.get(name, {}):
+            continue
+        r2 = _measure(torchrun(2, *name.split(), *_align_args(table, work / f"{short}2"),
+                               *(["--classes", "2"] if short == "mra" else [])), args.threads)
+        two[name] = {"n": n, "seconds_1": rows[name][n]["seconds"], "seconds_2": r2["seconds"],
+                     "speedup": rows[name][n]["seconds"] / r2["seconds"],
+                     **_pose_agreement(work / f"{short}{n}", work / f"{short}2",
+                                       "average.mrc" if short == "ref" else "class_001.mrc", short == "mra")}
     for name, r in two.items():
         print(f"{name} at N={n}: 1 process {r['seconds_1']:.1f} s, 2 processes {r['seconds_2']:.1f} s "
               f"(speed-up {r['speedup']:.2f})", flush=True)

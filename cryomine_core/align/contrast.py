@@ -31,8 +31,8 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
-from cryomine_core.align.reference import SearchReference
 from cryomine_core.align.particle_source import ParticleSource, as_source
+from cryomine_core.align.reference import SearchReference
 from cryomine_core.align.search import SearchSettings, align_particles
 
 __all__ = ["ContrastCheck", "check_contrast", "contrast_verdict", "sign_test_p", "check_search_settings",
@@ -129,7 +129,8 @@ def sample_indices(n_total: int, n_sample: int, seed: int) -> np.ndarray:
     return np.sort(rng.permutation(n_total)[: min(n_total, n_sample)])
 
 
-def check_contrast(particles: torch.Tensor | ParticleSource, tilt: torch.Tensor, reference: torch.Tensor, search: SearchSettings, *,
+def check_contrast(particles: torch.Tensor | ParticleSource, tilt: torch.Tensor, reference: torch.Tensor,
+                   search: SearchSettings, *,
                    mask: torch.Tensor | None = None, band: float = CHECK_BAND, n_sample: int = CHECK_SAMPLE,
                    seed: int = 0, batch_size: int = 32) -> ContrastCheck:
     """Compare the reference as given and negated on a sample of particles (see the module docstring).

@@ -222,7 +222,7 @@ class Poses:
     failed: torch.Tensor
 
     @classmethod
-    def zeros(cls, b: int, device) -> "Poses":
+    def zeros(cls, b: int, device) -> Poses:
         return cls(torch.zeros((b, 3, 3), device=device), torch.zeros((b, 3), device=device),
                    torch.zeros(b, device=device), torch.zeros(b, dtype=torch.bool, device=device))
 

@@ -186,7 +186,7 @@ class ProtCryomineAlign(ProtCryomineAlignBase):
 
     def alignStep(self):
         self.runCore(self._refineCommand, self._commonArgs() + self.resumeArgs("run from its last finished iteration"),
-                     gpu=True)
+                     gpu=True, processes=True)
 
     def createOutputStep(self):
         inSet = self.inputSubtomos.get()

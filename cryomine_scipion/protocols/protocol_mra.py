@@ -48,7 +48,7 @@ class ProtCryomineMultiRefClassify(ProtCryomineAlignBase):
     def classifyStep(self):
         self.runCore("align mra", self._commonArgs() + ["--classes", self.numberOfClasses.get()]
                      + self.resumeArgs("run from its last finished iteration"),
-                     gpu=True)
+                     gpu=True, processes=True)
 
     def createOutputStep(self):
         inSet = self.inputSubtomos.get()

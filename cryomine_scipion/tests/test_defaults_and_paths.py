@@ -99,6 +99,31 @@ def test_several_gpus_run_one_process_each_under_torchrun(monkeypatch, gpus, pro
     assert program.endswith("-m cryomine_core")
 
 
+@pytest.mark.parametrize("protocol, step", [("ProtCryomineAlign", "alignStep"),
+                                            ("ProtCryomineMultiRefClassify", "classifyStep")])
+def test_alignment_steps_share_their_work_between_listed_gpus(monkeypatch, protocol, step):
+    """Refinement and multi-reference classification stream their particles and add up the processes' sums:
+    with two GPU ids their step runs under torchrun."""
+    from pyworkflow.protocol import Form
+
+    import cryomine_scipion.protocols as protocols
+    from cryomine_scipion import Plugin
+
+    Plugin._defineVariables()
+    prot = getattr(protocols, protocol)()
+    prot._defineParams(Form(prot))
+    prot.useGpu.set(True)
+    prot.gpuList.set("0 1")
+    calls = []
+    monkeypatch.setattr(prot, "runCore", lambda command, args, **kw: calls.append((command, kw)))
+    monkeypatch.setattr(prot, "_commonArgs", lambda: [])
+    monkeypatch.setattr(prot, "resumeArgs", lambda *a: [])
+    if protocol == "ProtCryomineMultiRefClassify":
+        prot.numberOfClasses.set(2)
+    getattr(prot, step)()
+    assert calls and calls[0][1] == {"gpu": True, "processes": True}, calls
+
+
 def test_train_classifier_offers_every_registered_architecture():
     from cryomine_core.models import model_names
     from cryomine_scipion.protocols.protocol_train_classifier import ARCHITECTURES
