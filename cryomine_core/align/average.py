@@ -19,6 +19,7 @@ import math
 
 import torch
 
+from cryomine_core.align.particle_source import ParticleSource, as_source
 from cryomine_core.align.spectra import PaddedSpectrum
 from cryomine_core.errors import CryomineError
 from cryomine_core.fourier.wedge import wedge_at
@@ -125,25 +126,28 @@ class FourierAverager:
         return torch.fft.fftshift(torch.fft.irfftn(num / den, s=(self.box,) * 3), dim=(-3, -2, -1))
 
 
-def average_particles(particles: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor,
+def average_particles(particles: torch.Tensor | ParticleSource, rotations: torch.Tensor, shifts: torch.Tensor,
                       tilt_ranges: torch.Tensor, classes: torch.Tensor | None = None, n_classes: int = 1,
                       symmetry: str = "C1", include: torch.Tensor | None = None, guard_fraction: float = 0.1,
                       batch_size: int = 32, pad: int = 2) -> tuple[torch.Tensor, FourierAverager]:
-    """Wedge-compensated averages of posed particles ``(B, N, N, N)``.
+    """Wedge-compensated averages of posed particles ``(B, N, N, N)`` (a tensor, or a
+    :class:`~cryomine_core.align.particle_source.ParticleSource` read ``batch_size`` at a time).
 
     Returns ``(volumes (n_classes, N, N, N), averager)``; the averager holds the coverage.
 
     Raises:
         CryomineError: no particle to average.
     """
-    if particles.ndim != 4 or particles.shape[0] == 0:
+    if isinstance(particles, torch.Tensor) and (particles.ndim != 4 or particles.shape[0] == 0):
+        raise CryomineError("no particles to average: the set is empty.")
+    source = as_source(particles)
+    if source.n == 0:
         raise CryomineError("no particles to average: the set is empty.")
     if include is not None and not bool(include.any()):
         raise CryomineError("no particles to average: every particle is flagged as failed.")
-    avg = FourierAverager(particles.shape[-1], n_classes, symmetry, particles.device)
-    for start in range(0, particles.shape[0], batch_size):
-        sl = slice(start, start + batch_size)
-        spec = PaddedSpectrum(particles[sl], pad=pad)
-        avg.add(spec, rotations[sl], shifts[sl], tilt_ranges[sl],
-                None if classes is None else classes[sl], None if include is None else include[sl])
+    avg = FourierAverager(source.box, n_classes, symmetry, source.device)
+    for rows, vols in source.chunks(batch_size):
+        spec = PaddedSpectrum(vols, pad=pad)
+        avg.add(spec, rotations[rows], shifts[rows], tilt_ranges[rows],
+                None if classes is None else classes[rows], None if include is None else include[rows])
     return avg.volumes(guard_fraction), avg

@@ -22,7 +22,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -221,6 +221,55 @@ def _align_pass(source: ParticleSource, tilt, sref: SearchReference, search, set
     return poses, best.round().long()
 
 
+@dataclass
+class ReferencePoses:
+    """Each particle's pose against each reference: rotations ``(B, K, 3, 3)``, shifts ``(B, K, 3)`` voxels,
+    scores ``(B, K)`` (-1 where the search failed)."""
+
+    rotations: torch.Tensor
+    shifts: torch.Tensor
+    scores: torch.Tensor
+
+
+def _align_pass_per_reference(source: ParticleSource, tilt, refs: torch.Tensor, mask, search, settings: RefineSettings,
+                              halves, averager: FourierAverager, priors: ReferencePoses | None
+                              ) -> tuple[Poses, torch.Tensor, ReferencePoses]:
+    """Align this process's share of the particles (streamed) to each of the K references on its own:
+    a global search, or with ``priors`` a local search within ``settings.local_radius_deg`` of the
+    particle's pose for that reference in the previous round. Each particle goes to the reference it
+    scores best against and is added to ``averager`` (accumulator ``2 * class + half - 1``).
+    Returns ``(best poses, best reference (B,), every reference's poses)``, added over the processes."""
+    b, k, dev = source.n, refs.shape[0], tilt.device
+    every = ReferencePoses(torch.zeros((b, k, 3, 3), device=dev), torch.zeros((b, k, 3), device=dev),
+                           torch.zeros((b, k), device=dev))
+    poses = Poses.zeros(b, dev)
+    best = torch.zeros(b, device=dev)
+    srefs = [SearchReference(refs[j:j + 1], mask=mask, pad=search.pad) for j in range(k)]
+    local = replace(search, local_only_radius_deg=float(settings.local_radius_deg)) if priors is not None else search
+    caches: list[dict] = [{} for _ in range(k)]
+    for rows, vols, spec in _batches(source, settings, search.pad):
+        for j in range(k):
+            res = align_particles(vols, tilt[rows], srefs[j], local, batch_size=settings.batch_size, spectra=[spec],
+                                  ref_cache=caches[j],
+                                  prior_rotations=None if priors is None else priors.rotations[rows, j],
+                                  prior_shifts=None if priors is None else priors.shifts[rows, j])
+            every.rotations[rows, j], every.shifts[rows, j] = res.rotations, res.shifts
+            every.scores[rows, j] = torch.where(res.failed, torch.full_like(res.scores, -1.0), res.scores)
+        top = every.scores[rows].argmax(1)
+        pick = torch.arange(rows.numel(), device=dev)
+        poses.rotations[rows] = every.rotations[rows][pick, top]
+        poses.shifts[rows] = every.shifts[rows][pick, top]
+        poses.scores[rows] = every.scores[rows][pick, top]
+        poses.failed[rows] = every.scores[rows][pick, top] <= 0
+        best[rows] = top.float()
+        averager.add(spec, poses.rotations[rows], poses.shifts[rows], tilt[rows], 2 * top + halves[rows] - 1,
+                     ~poses.failed[rows])
+    distributed.sum_(averager.numerator, averager.weight, averager.count, best, every.rotations, every.shifts,
+                     every.scores)
+    poses.gather()
+    return poses, best.round().long(), every
+
+
 def _average_pass(source: ParticleSource, tilt, poses: Poses, classes, halves, settings: RefineSettings, pad: int,
                   n_classes: int) -> FourierAverager:
     """Per class and half set (accumulator ``2 * class + half - 1``), the streamed average of the posed particles."""
@@ -340,12 +389,19 @@ def multi_reference_alignment(particles: torch.Tensor | ParticleSource, tilt_ran
             raise CryomineError(f"{references.shape[0]} references given for {n_classes} classes.")
         refs = torch.stack([band_limit(r.to(dev).float(), f0) for r in references])
     poses = None
+    every = None if not resume else st.get("every")
+    if every is not None:
+        every = ReferencePoses(every["rotations"], every["shifts"], every["scores"])
     for it in range(done + 1, settings.iterations + 1):
         ti = time.perf_counter()
         search = band_search(settings.search, f_align)
-        sref = SearchReference(refs, mask=mask, pad=search.pad)
         avg = FourierAverager(n_box, 2 * n_classes, settings.search.symmetry, dev)
-        poses, best = _align_pass(source, tilt, sref, search, settings, halves, avg)
+        if settings.local_radius_deg is None:
+            poses, best = _align_pass(source, tilt, SearchReference(refs, mask=mask, pad=search.pad), search,
+                                      settings, halves, avg)
+        else:
+            poses, best, every = _align_pass_per_reference(source, tilt, refs, mask, search, settings, halves, avg,
+                                                           every)
         classes = _fix_small_classes(best.clone(), poses.scores, n_classes)
         if not bool((classes == best).all()):  # particles moved after they were summed: sum them again
             avg = _average_pass(source, tilt, poses, classes, halves, settings, search.pad, n_classes)
@@ -360,8 +416,11 @@ def multi_reference_alignment(particles: torch.Tensor | ParticleSource, tilt_ran
                  sizes, entry["mean_score"], entry["n_failed"], entry["seconds"])
         f_align = min(f_align + 1.0 / n_box, f_cap)
         if checkpoint is not None and it < settings.iterations and distributed.is_writer():
-            save_checkpoint(checkpoint, CHECKPOINT_JOB, fingerprint, it,
-                            {"refs": refs, "f_align": f_align, "history": history})
+            state = {"refs": refs, "f_align": f_align, "history": history}
+            if every is not None:  # the next round searches locally around these
+                state["every"] = {"rotations": every.rotations.cpu(), "shifts": every.shifts.cpu(),
+                                  "scores": every.scores.cpu()}
+            save_checkpoint(checkpoint, CHECKPOINT_JOB, fingerprint, it, state)
     resolutions = []
     half_vols = avg.volumes(settings.guard_fraction)
     for k in range(n_classes):

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from cryomine_core import distributed
+from cryomine_core.io.mrc import read_mrc_header
 from cryomine_core.subtomograms import load_subtomograms
 
 __all__ = ["ParticleSource", "InMemoryParticles", "ParticleFiles", "as_source"]
@@ -83,9 +84,13 @@ class ParticleFiles(ParticleSource):
     and checked by :func:`load_subtomograms` (unreadable, non-finite or constant volumes are refused
     with their row named)."""
 
-    def __init__(self, paths: Sequence[str], box: int, device=None):
+    def __init__(self, paths: Sequence[str], box: int | None = None, device=None):
+        """``box``: the edge of every volume (checked by the caller); None reads it from the first header."""
         self.paths = list(paths)
-        self.n, self.box = len(self.paths), int(box)
+        if not self.paths:
+            raise ValueError("no particles: the list of files is empty")
+        self.n = len(self.paths)
+        self.box = int(box) if box is not None else int(read_mrc_header(self.paths[0]).shape[-1])
         self.device = torch.device(device) if device is not None else torch.device("cpu")
 
     def take(self, rows) -> torch.Tensor:

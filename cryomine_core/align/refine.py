@@ -76,6 +76,10 @@ class RefineSettings:
         mask: real-space mask ``(N, N, N)`` for references and the FSC; None: a soft sphere.
         seed: random seed (half sets, seed particle, subsets).
         batch_size: particles per batch.
+        local_radius_deg: multi-reference alignment only (:mod:`.mra`): None searches every round
+            globally against all references at once; a radius (degrees) aligns each particle to each
+            reference on its own, globally in the first round and afterwards only within this angle of
+            its pose for that reference in the round before (poses ``(B, K)`` kept per particle).
         chunk: particles read (from disk, for a :class:`ParticleFiles` source) at a time in each pass;
             memory depends on it and the box, not on the number of particles. The result does not
             depend on it (up to float summation order).
@@ -93,6 +97,7 @@ class RefineSettings:
     seed: int = 0
     batch_size: int = 32
     chunk: int = DEFAULT_CHUNK
+    local_radius_deg: float | None = None
 
 
 @dataclass
@@ -369,7 +374,8 @@ def run_fingerprint(particles, tilt, voxel_size, reference, settings: RefineSett
             "search": sorted(search.items()), "lowpass_angstrom": settings.lowpass_angstrom,
             "initial_f": settings.initial_f, "start_iterations": settings.start_iterations,
             "start_subset": settings.start_subset, "guard_fraction": settings.guard_fraction,
-            "lowpass_to_fsc": settings.lowpass_to_fsc, "seed": settings.seed}
+            "lowpass_to_fsc": settings.lowpass_to_fsc, "seed": settings.seed,
+            "local_radius_deg": settings.local_radius_deg}
 
 
 def refine(particles: torch.Tensor | ParticleSource, tilt_ranges: torch.Tensor, voxel_size: float,

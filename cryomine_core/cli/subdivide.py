@@ -80,6 +80,11 @@ def register(sub) -> None:
                         "Corrects the feature clusters, most of all for structures the network never saw")
     p.add_argument("--reassign-resolution", type=float, default=None, metavar="A",
                    help="finest detail used to re-assign, Å (default: 0.45 cycles/voxel = 2.2 x the voxel size)")
+    p.add_argument("--reassign-local", type=float, default=None, metavar="DEG",
+                   help="faster re-assignment rounds: the first aligns every subtomogram to each average on its own "
+                        "(global search); later rounds search each average only within DEG degrees of the "
+                        "subtomogram's pose for it in the round before (e.g. the --angular-step). Default: the "
+                        "global search against all averages in every round")
     p.add_argument("--rounds", type=int, default=3, help="unsupervised: training rounds (default 3)")
     p.add_argument("--epochs", type=int, default=5, help="unsupervised: epochs per round (default 5)")
     p.add_argument("--batch-size", type=int, default=64, help="subtomograms per feature batch (default 64)")
@@ -106,6 +111,7 @@ def _run(args) -> int:
         max_shift=args.max_shift, split=args.split, split_ratio=args.split_ratio,
         merge_threshold=args.merge_threshold, merge_resolution=args.merge_resolution,
         merge_relative=not args.merge_absolute, reassign=args.reassign, reassign_resolution=args.reassign_resolution,
+        reassign_local=args.reassign_local,
         rounds=args.rounds, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     metrics = run_subdivide(args.table, args.out, settings, model=args.model, device=args.device,
                             plots=not args.no_plots, resume=args.resume)

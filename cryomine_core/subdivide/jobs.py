@@ -230,7 +230,8 @@ def _refine_clusters(df, result, box, voxel_size, st: SubdivideSettings, dev, sr
     def reassigned(labels, avg, iterations):
         """Re-assign against ``avg``'s averages, then average the new clusters."""
         ra = reassign_by_alignment(df, labels, avg.volumes, voxel_size, settings, iterations=iterations,
-                                   resolution_A=st.reassign_resolution, device=dev)
+                                   resolution_A=st.reassign_resolution, local_radius_deg=st.reassign_local,
+                                   device=dev)
         log.info("re-assignment moved %.1f %% of the subtomograms; %d clusters", 100 * ra.moved, ra.n_clusters)
         return ra, average(ra.labels, ra.n_clusters, True)
 

@@ -15,8 +15,8 @@ Nyquist) rather than the coarse band used to *align* (0.15 cycles/voxel): in a C
 voxels and SNR 0.1, assigning subtomograms of 7 structures against the true maps sent 11 % to
 their own structure at the coarse band and 67 % at 0.45 cycles/voxel.
 
-Memory: all subtomograms of the set are held at once (``N x box^3`` float32, e.g. 10^5 x 32^3 =
-13 GB); larger sets should be subdivided per tomogram or subsampled.
+Memory: the subtomograms are read from disk a chunk at a time in every round
+(:mod:`cryomine_core.align.particle_source`); only poses, scores and classes are kept per subtomogram.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from cryomine_core.align.mra import multi_reference_alignment
 from cryomine_core.align.refine import RefineSettings
 from cryomine_core.errors import CryomineError
 from cryomine_core.subdivide.cluster import relabel_by_size
-from cryomine_core.subdivide.refine import load_volumes
+from cryomine_core.subdivide.refine import particle_files
 
 log = logging.getLogger("cryomine")
 
@@ -74,7 +74,7 @@ def assignment_band(voxel_size: float, resolution_A: float | None = None) -> flo
 
 def reassign_by_alignment(df: pd.DataFrame, labels: np.ndarray, references: torch.Tensor, voxel_size: float,
                           settings: RefineSettings, *, iterations: int = 5, resolution_A: float | None = None,
-                          device="cpu") -> Reassignment:
+                          local_radius_deg: float | None = None, device="cpu") -> Reassignment:
     """Re-assign the subtomograms of ``df`` to the best-fitting of ``references (K, n, n, n)``.
 
     Args:
@@ -84,6 +84,9 @@ def reassign_by_alignment(df: pd.DataFrame, labels: np.ndarray, references: torc
         settings: search settings (angular step, max shift, batch, seed) as for the averages.
         iterations: rounds of align-all / assign / re-average (>= 1).
         resolution_A: finest detail used to assign (Å); None: 0.45 cycles/voxel.
+        local_radius_deg: rounds after the first search each average only within this angle of the
+            subtomogram's pose for it in the round before (``RefineSettings.local_radius_deg``); None:
+            the global search against all averages in every round.
     """
     if iterations < 1:
         raise CryomineError(f"--reassign {iterations}: give at least 1 iteration (0 switches re-assignment off).")
@@ -93,11 +96,14 @@ def reassign_by_alignment(df: pd.DataFrame, labels: np.ndarray, references: torc
         raise CryomineError("no cluster has an average to re-assign against; give more subtomograms per cluster.")
     k = len(keep)
     f = assignment_band(voxel_size, resolution_A)
-    cfg = replace(settings, iterations=int(iterations), initial_f=f, lowpass_angstrom=voxel_size / f)
-    x, tilt = load_volumes(df, np.arange(len(df)), device)
+    cfg = replace(settings, iterations=int(iterations), initial_f=f, lowpass_angstrom=voxel_size / f,
+                  local_radius_deg=local_radius_deg)
+    x, tilt = particle_files(df, np.arange(len(df)), device)
     refs = references[keep].to(x.device, torch.float32)
     log.info("re-assigning %d subtomograms among %d cluster averages by multi-reference alignment (%d iterations, "
-             "detail up to %.1f Å)", len(df), k, iterations, voxel_size / f)
+             "detail up to %.1f Å; %s)", len(df), k, iterations, voxel_size / f,
+             "global search in every round" if local_radius_deg is None else
+             f"each average on its own, locally within {local_radius_deg:g} degrees after the first round")
     res = multi_reference_alignment(x, tilt, voxel_size, k, settings=cfg, references=refs)
     classes = res.classes.cpu().numpy().astype(np.int64)
     occupied, compact = np.unique(classes, return_inverse=True)  # classes left empty are dropped

@@ -21,12 +21,12 @@ import pandas as pd
 import torch
 
 from cryomine_core.align.average import average_particles
+from cryomine_core.align.particle_source import ParticleFiles
 from cryomine_core.align.refine import RefineSettings, refine
 from cryomine_core.align.search import SearchSettings
 from cryomine_core.errors import CryomineError
 from cryomine_core.io import table as T
 from cryomine_core.io.poses import table_poses
-from cryomine_core.subtomograms import load_subtomograms
 
 log = logging.getLogger("cryomine")
 
@@ -101,12 +101,12 @@ def has_poses(df: pd.DataFrame) -> bool:
     return all(c in df.columns for c in T.ANGLES)
 
 
-def load_volumes(df: pd.DataFrame, rows: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Volumes ``(B, n, n, n)`` (z-scored, :func:`cryomine_core.subtomograms.load_subtomograms`) and tilt
-    ranges ``(B, 2)`` of table rows ``rows``."""
+def particle_files(df: pd.DataFrame, rows: np.ndarray, device) -> tuple[ParticleFiles, torch.Tensor]:
+    """The subtomograms of table rows ``rows``, read from disk when needed (z-scored, checked; see
+    :class:`~cryomine_core.align.particle_source.ParticleFiles`), and their tilt ranges ``(B, 2)``."""
     tilt_all = T.tilt_ranges(df)
-    vols = load_subtomograms(df[T.IMAGE].iloc[rows].tolist(), rows=[int(r) for r in rows], device=device)
-    return vols, torch.as_tensor(tilt_all[rows], dtype=torch.float32, device=device)
+    source = ParticleFiles(df[T.IMAGE].iloc[rows].tolist(), device=device)
+    return source, torch.as_tensor(tilt_all[rows], dtype=torch.float32, device=device)
 
 
 def default_settings(box: int, *, iterations: int = 3, angular_step: float = 15.0, max_shift: float | None = None,
@@ -151,7 +151,7 @@ def cluster_averages(df: pd.DataFrame, labels: np.ndarray, n_clusters: int, voxe
             rows = np.flatnonzero(labels == j)
             if rows.size == 0:
                 continue
-            x, tilt = load_volumes(df, rows, device)
+            x, tilt = particle_files(df, rows, device)
             r = rotations[rows].to(device)
             s = shifts[rows].to(device)
             avg, _ = average_particles(x, r, s, tilt)
@@ -164,8 +164,8 @@ def cluster_averages(df: pd.DataFrame, labels: np.ndarray, n_clusters: int, voxe
             if rows.size < min_size:
                 log.warning("cluster %d has %d member(s): no average (needs %d)", j + 1, rows.size, min_size)
                 continue
-            x, tilt = load_volumes(df, rows, device)
-            cfg = settings or default_settings(x.shape[-1])
+            x, tilt = particle_files(df, rows, device)
+            cfg = settings or default_settings(x.box)
             cfg = replace(cfg, seed=cfg.seed + j)
             log.info("cluster %d/%d: reference-free alignment of %d particles", j + 1, n_clusters, rows.size)
             res = refine(x, tilt, voxel_size, settings=cfg)

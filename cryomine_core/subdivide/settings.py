@@ -40,6 +40,9 @@ class SubdivideSettings:
         merge_relative: agreement relative to the half-map agreement (else plain correlation).
         reassign: rounds of reference-free re-assignment after clustering (0: none).
         reassign_resolution: finest detail of the re-assignment, Å (None: 0.45 cycles/voxel).
+        reassign_local: after the first re-assignment round, search each average only within this
+            angle (degrees) of the subtomogram's pose for it in the round before; None: the global
+            search against all averages in every round.
         rounds, epochs: unsupervised mode's training rounds and epochs per round.
         batch_size: subtomograms per feature batch.
         seed: random seed.
@@ -63,6 +66,7 @@ class SubdivideSettings:
     merge_relative: bool = True
     reassign: int = 0
     reassign_resolution: float | None = None
+    reassign_local: float | None = None
     rounds: int = 3
     epochs: int = 5
     batch_size: int = 64
@@ -85,6 +89,9 @@ class SubdivideSettings:
         if (self.split or self.merge_threshold is not None or self.reassign) and not self.align_clusters:
             raise CryomineError("--split, --merge-threshold and --reassign work on the per-cluster reference-free "
                                 "averages: add --align-clusters.")
+        if self.reassign_local is not None and not 0 < self.reassign_local <= 90:
+            raise CryomineError(f"--reassign-local {self.reassign_local}: give an angle in (0, 90] degrees (e.g. 15), "
+                                "or leave it out for the global search in every round.")
         if self.reassign < 0:
             raise CryomineError(f"--reassign {self.reassign}: give 0 (off) or a number of iterations.")
         if self.pca_components < 1:

@@ -320,6 +320,9 @@ def test_reassignment_by_alignment_repairs_corrupted_clusters(shapes):
     assert adjusted_rand_score(truth, ra.labels) > 0.9
     assert ra.n_clusters == 3 and ra.moved > 0.2 and len(ra.history) == 2
     assert ra.band_A == pytest.approx(VOXEL / 0.45)
+    # each average on its own, the second round locally around the first round's poses: the same repair
+    local = reassign_by_alignment(df, labels, avg.volumes, VOXEL, settings, iterations=2, local_radius_deg=30.0)
+    assert adjusted_rand_score(truth, local.labels) > 0.9 and len(local.history) == 2
     with pytest.raises(CryomineError, match="at least 1 iteration"):
         reassign_by_alignment(df, labels, avg.volumes, VOXEL, settings, iterations=0)
     with pytest.raises(CryomineError, match="too coarse"):
@@ -332,6 +335,8 @@ def test_cli_reassign_needs_cluster_averages_and_records_its_rounds(shapes, tmp_
             "--device", "cpu", "--no-plots", "--reassign", "2"]
     assert main([*base, "--out", str(tmp_path / "a")]) != 0
     assert "--align-clusters" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "a"), "--align-clusters", "--reassign-local", "0"]) == 2
+    assert "--reassign-local 0" in capsys.readouterr().err
     out = tmp_path / "b"
     assert main([*base, "--out", str(out), "--align-clusters", "--align-iterations", "1", "--angular-step", "30",
                  "--merge-threshold", "0.95", "--merge-resolution", "45"]) == 0

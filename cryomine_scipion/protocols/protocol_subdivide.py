@@ -98,7 +98,17 @@ class ProtCryomineSubdivide(ProtCryomineBase):
                            "makes the classes homogeneous: on simulated data at SNR 0.1 it raised the adjusted Rand "
                            "index from about 0.3-0.4 to about 0.9 (benchmarks/subdivision.py). Cost: each round "
                            "aligns every subtomogram against every average (seconds per thousand on a GPU, "
-                           "minutes on a CPU); all subtomograms are held in memory. 0: off.")
+                           "minutes on a CPU); the subtomograms are read from disk a chunk at a time, so memory "
+                           "does not grow with the set. 0: off.")
+        form.addParam("reassignLocal", params.FloatParam, allowsNull=True, default=None,
+                      condition="alignClusters and reassignIterations > 0",
+                      label="Local search after the first round (degrees, optional)",
+                      help="Faster rounds for large sets: the first round aligns every subtomogram to each "
+                           "average on its own (global search); later rounds search each average only within "
+                           "this angle of the subtomogram's pose for it in the round before (e.g. the angular "
+                           "step). Measured on 4 simulated shapes at SNR 0.2 (160 subtomograms, 4 rounds): "
+                           "later rounds 2-4x faster, adjusted Rand index 0.93 against 0.98 with the global "
+                           "search in every round. Empty (default): the global search in every round.")
         form.addParam("mergeThreshold", params.FloatParam, allowsNull=True, default=0.95,
                       condition="alignClusters", label="Merge clusters whose averages agree above (optional)",
                       help="Merge two clusters when their averages, aligned onto each other and compared at 30 Å, "
@@ -144,6 +154,8 @@ class ProtCryomineSubdivide(ProtCryomineBase):
                 args.append("--split")
             if self.reassignIterations.get():
                 args += ["--reassign", self.reassignIterations.get()]
+                if self.reassignLocal.get() is not None:
+                    args += ["--reassign-local", self.reassignLocal.get()]
             if self.mergeThreshold.get() is not None:
                 args += ["--merge-threshold", self.mergeThreshold.get()]
         self.runCore("subdivide", args + self.resumeArgs("run from its last finished stage"), gpu=True)
