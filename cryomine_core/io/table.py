@@ -38,6 +38,7 @@ from cryomine_core.io.columns import (
     TOMO_FILE,
     VOXEL_SIZE,
 )
+from cryomine_core.io.mrc import split_stack_name
 from cryomine_core.tilt_range import RULE, invalid_tilt_ranges
 
 __all__ = ["BLOCK", "IMAGE", "VOXEL_SIZE", "TILT_MIN", "TILT_MAX", "CLASS", "CLASS_NAME", "ANGLES", "ORIGINS", "SCORE",
@@ -91,11 +92,10 @@ def read_table(path: str | os.PathLike, *, require: tuple[str, ...] = (IMAGE,), 
 
 
 def _stack_prefix(name: str) -> tuple[str, str]:
-    """``'12@a/b.mrcs'`` -> ``('12@', 'a/b.mrcs')``; ``'a/b.mrc'`` -> ``('', 'a/b.mrc')`` (RELION's stack names)."""
-    head, sep, tail = name.partition("@")
-    if sep and head.isdigit():
-        return head + sep, tail
-    return "", name
+    """``'12@a/b.mrcs'`` -> ``('12@', 'a/b.mrcs')``; ``'a/b.mrc'`` -> ``('', 'a/b.mrc')`` (RELION's stack names,
+    by the one rule of :func:`cryomine_core.io.mrc.split_stack_name`)."""
+    index, path = split_stack_name(name)
+    return ("", name) if index is None else (f"{index}@", str(path))
 
 
 def _absolute(name: str, base: Path) -> str:
