@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryomine_core import __version__
+from cryomine_core import __version__, distributed
 from cryomine_core.classify.labels import (
     MIN_PER_CLASS,
     SPLIT,
@@ -158,15 +158,17 @@ def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, mo
     else:
         log.info("%s: using the table's own %s column", src, SPLIT)
     dev = select_device(device)  # an unusable device or box is refused before anything is written
+    distributed.setup(dev)  # under torchrun: one process group (each process trains on its part of each batch)
     seed_everything(cfg.seed)
     net = build_model(arch, len(names), box, width=width)
     out.mkdir(parents=True, exist_ok=True)
-    if not resume:  # a new run: an earlier run's model must not outlive it half-way (kill -9)
-        remove_results(out, RESULT_FILES)
-    split_df = df.copy()
-    split_df[SPLIT] = split
-    split_df[LABEL] = labels
-    T.write_table(out / "split.star", split_df)
+    if distributed.is_writer():
+        if not resume:  # a new run: an earlier run's model must not outlive it half-way (kill -9)
+            remove_results(out, RESULT_FILES)
+        split_df = df.copy()
+        split_df[SPLIT] = split
+        split_df[LABEL] = labels
+        T.write_table(out / "split.star", split_df)
 
     n_params = count_parameters(net)
     log.info("model %s (width %g): %.2f M parameters, box %s, %d classes %s; split train %d / val %d / test %d",
@@ -179,6 +181,8 @@ def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, mo
     result = fit(net, sets["train"], sets["val"], cfg, device=dev, checkpoint_path=out / "checkpoint.pt",
                  resume=resume, n_classes=len(names), extra_checkpoint={"architecture": arch, "class_names": names})
     train_seconds = time.perf_counter() - t0
+    if not distributed.is_writer():  # rank 0 evaluates and writes the one model
+        return {"model": arch, "processes": distributed.world_size()}
 
     val_summary, val_logits, val_y = _evaluate(net, sets["val"], names, dev, cfg, tta_range)
     temperature = fit_temperature(val_logits, val_y) if len(val_y) else 1.0
@@ -216,7 +220,8 @@ def train_classifier(table: str | os.PathLike, out_dir: str | os.PathLike, *, mo
         "train_seconds": train_seconds,
         "train_seconds_per_subtomogram_epoch": result.seconds / max(n_train_seen, 1),
         "test_seconds_per_subtomogram": test_seconds / max(len(test_y), 1),
-        "device": str(dev), "threads": torch.get_num_threads(), "config": cfg.as_dict(),
+        "device": str(dev), "threads": torch.get_num_threads(), "processes": distributed.world_size(),
+        "config": cfg.as_dict(),
         "split_table": "split.star", "split_column": SPLIT,
         "warning": chance_warning(arch, val_summary["accuracy"] if len(val_y) else None, labels[split == "val"]),
     }

@@ -147,6 +147,10 @@ def run_train(args) -> int:
                                test_fraction=args.test_fraction, val_fraction=args.val_fraction,
                                min_per_class=args.min_per_class, device=args.device, resume=args.resume,
                                check_finite=args.check_finite)
+    from cryomine_core.distributed import is_writer
+
+    if not is_writer():  # under torchrun only rank 0 reports (and writes)
+        return 0
     print(json.dumps({k: metrics[k] for k in ("model", "recipe", "box", "voxel_size", "class_names", "epochs_run",
                                               "best_epoch", "val_accuracy", "test_accuracy", "temperature")}))
     return 0

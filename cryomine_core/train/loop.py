@@ -15,6 +15,10 @@ numpy, torch CPU and CUDA). The sampler's order is a pure function of (seed, epo
 (:class:`~cryomine_core.train.data.EpochSampler`), so ``fit(..., resume=True)`` after an
 interruption reproduces the weights and metrics of an uninterrupted run (same device, same
 thread count; timings differ).
+
+Under ``torchrun`` each process trains on its part of every batch and DistributedDataParallel
+averages the gradients (:mod:`.ranks`); every process validates on the whole validation set, so
+all take the same decisions, and only rank 0 writes the checkpoint.
 """
 
 from __future__ import annotations
@@ -35,11 +39,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from cryomine_core import distributed
 from cryomine_core.errors import CryomineError, InputFileError
 from cryomine_core.io.atomic import atomic_path
 from cryomine_core.io.torch_file import load_torch_file
+from cryomine_core.train import ranks
 from cryomine_core.train.augment import AugmentConfig, augment_batch, group_transforms
 from cryomine_core.train.data import EpochSampler, dataset_labels
+from cryomine_core.train.ranks import RankBatches
 
 log = logging.getLogger("cryomine")
 
@@ -195,6 +202,9 @@ def prepare_input(x: torch.Tensor, device: torch.device, channels_last: bool) ->
 
 
 def _loader(dataset: Dataset, batch_size: int, sampler, workers: int, device: torch.device, seed: int) -> DataLoader:
+    if isinstance(sampler, RankBatches):  # under torchrun: this process's part of each global batch
+        return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
+                          persistent_workers=False, generator=torch.Generator().manual_seed(seed))
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       pin_memory=device.type == "cuda", persistent_workers=False,
                       generator=torch.Generator().manual_seed(seed), drop_last=False)
@@ -417,7 +427,11 @@ def _fit(model, train_set, val_set, cfg, device, checkpoint_path, resume, n_clas
     model.to(device)
     if use_cl:
         model.to(memory_format=torch.channels_last_3d)
-    n_batches = math.ceil(len(train_set) / cfg.batch_size)
+    world, rank = distributed.world_size(), distributed.rank()
+    sampler = EpochSampler(train_labels, cfg.seed, shuffle=True, balance=cfg.balance == "sample")
+    batches = RankBatches(sampler, cfg.batch_size, rank, world) if world > 1 else sampler
+    stepper = ranks.wrap(model, device) if world > 1 else model  # the module that takes the training steps
+    n_batches = len(batches) if world > 1 else math.ceil(len(train_set) / cfg.batch_size)
     optimizer = _optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg, n_batches))
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and dtype == torch.float16)
@@ -429,7 +443,6 @@ def _fit(model, train_set, val_set, cfg, device, checkpoint_path, resume, n_clas
     criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
     augment = cfg.augment if cfg.augment is not None and cfg.augment.active else None
     tta_range = cfg.tta_range()
-    sampler = EpochSampler(train_labels, cfg.seed, shuffle=True, balance=cfg.balance == "sample")
 
     result = FitResult(monitor=monitor)
     best_state = None
@@ -475,7 +488,7 @@ def _fit(model, train_set, val_set, cfg, device, checkpoint_path, resume, n_clas
         t0 = time.perf_counter()
         model.train()
         sampler.set_epoch(epoch)
-        loader = _loader(train_set, cfg.batch_size, sampler, cfg.workers, device, cfg.seed * 7 + epoch)
+        loader = _loader(train_set, cfg.batch_size, batches, cfg.workers, device, cfg.seed * 7 + epoch)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         labelled = torch.zeros((), dtype=torch.int64, device=device)  # targets counted by the accuracy
@@ -483,18 +496,19 @@ def _fit(model, train_set, val_set, cfg, device, checkpoint_path, resume, n_clas
         t_log = time.perf_counter()
         for b, (x, y, _) in enumerate(loader):
             if augment is not None:
-                gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 10_007 + b)
+                gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 10_007 + b + rank * 1_000_000_007)
                 x = augment_batch(x.to(device), augment, gen)
             x = prepare_input(x, device, use_cl)
             y = y.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=dtype, enabled=use_amp):
-                logits = model(x)
+                logits = stepper(x)
             loss = criterion(logits.float(), y)
             if not torch.isfinite(loss.detach()):
                 raise CryomineError(f"the training loss became {loss.item()} at epoch {epoch + 1}, batch {b + 1}; "
                                     "lower --lr or check the input volumes.")
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            weight = ranks.loss_weight(int(y.shape[0]), batches.global_sizes[b]) if world > 1 else 1.0
+            scaler.scale(loss * weight).backward()
             if cfg.grad_clip:
                 scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -514,6 +528,11 @@ def _fit(model, train_set, val_set, cfg, device, checkpoint_path, resume, n_clas
                          int(correct) / max(int(labelled), 1), rate,
                          _fmt_seconds((len(train_set) - seen) / max(rate, 1e-9)))
                 t_log = now
+        if world > 1:  # the epoch's figures over every process's part
+            totals = torch.stack([loss_sum.cpu(), correct.double().cpu(), labelled.double().cpu(),
+                                  torch.tensor(float(seen), dtype=torch.float64)])
+            distributed.sum_(totals)
+            loss_sum, correct, labelled, seen = totals[0], int(totals[1]), int(totals[2]), int(totals[3])
         train_loss = float(loss_sum) / max(seen, 1)
         train_acc = int(correct) / max(int(labelled), 1)
         record = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,
@@ -549,7 +568,7 @@ def _fit(model, train_set, val_set, cfg, device, checkpoint_path, resume, n_clas
                  epoch + 1, cfg.epochs, train_loss, train_acc, record["val_loss"], record["val_accuracy"],
                  record["lr"], record["seconds"], _fmt_seconds(eta),
                  f" | early stop: no improvement of {monitor} for {bad_epochs} epochs" if result.stopped_early else "")
-        if ckpt_path is not None:
+        if ckpt_path is not None and distributed.is_writer():
             _save_checkpoint(ckpt_path, {
                 "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -561,6 +580,8 @@ def _fit(model, train_set, val_set, cfg, device, checkpoint_path, resume, n_clas
         if on_epoch_end is not None:
             on_epoch_end(record)
 
+    if world > 1:
+        ranks.check_in_sync(model)
     result.epochs_run = len(result.history)
     result.seconds = float(sum(h["seconds"] for h in result.history))
     if cfg.restore_best and best_state is not None:

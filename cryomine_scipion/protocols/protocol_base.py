@@ -74,8 +74,9 @@ class ProtCryomineBase(EMProtocol, ProtTomoBase):
             form.addHidden(params.GPU_LIST, params.StringParam, default="0", label="Choose GPU IDs",
                            help="GPU identifiers (as nvidia-smi numbers them), separated by spaces, e.g. '0' "
                                 "or '0 1'. Steps that can share their work between processes (align: refine and "
-                                "multi-reference classification; classify with CNN) run one process per listed "
-                                "GPU under torchrun and add up the results; the others use the first GPU.")
+                                "multi-reference classification; classify with CNN; train a classifier, with "
+                                "DistributedDataParallel) run one process per listed GPU under torchrun and add "
+                                "up the results; the others use the first GPU.")
         form.addParallelSection(threads=threads, mpi=0)
 
     # -------------------------- running the core ------------------------------

@@ -170,7 +170,7 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
             args += ["--normalise", NORMALISE[self.normalise.get()]]
 
         args += self.resumeArgs("training")
-        self.runCore("classify train", args, gpu=True)
+        self.runCore("classify train", args, gpu=True, processes=True)
 
     def createOutputStep(self):
         m = self.readMetrics()

@@ -100,10 +100,11 @@ def test_several_gpus_run_one_process_each_under_torchrun(monkeypatch, gpus, pro
 
 
 @pytest.mark.parametrize("protocol, step", [("ProtCryomineAlign", "alignStep"),
-                                            ("ProtCryomineMultiRefClassify", "classifyStep")])
-def test_alignment_steps_share_their_work_between_listed_gpus(monkeypatch, protocol, step):
-    """Refinement and multi-reference classification stream their particles and add up the processes' sums:
-    with two GPU ids their step runs under torchrun."""
+                                            ("ProtCryomineMultiRefClassify", "classifyStep"),
+                                            ("ProtCryomineTrainClassifier", "trainStep")])
+def test_alignment_and_training_steps_share_their_work_between_listed_gpus(monkeypatch, protocol, step):
+    """Refinement and multi-reference classification stream their particles and add up the processes' sums;
+    training averages the processes' gradients: with two GPU ids their step runs under torchrun."""
     from pyworkflow.protocol import Form
 
     import cryomine_scipion.protocols as protocols
@@ -116,7 +117,7 @@ def test_alignment_steps_share_their_work_between_listed_gpus(monkeypatch, proto
     prot.gpuList.set("0 1")
     calls = []
     monkeypatch.setattr(prot, "runCore", lambda command, args, **kw: calls.append((command, kw)))
-    monkeypatch.setattr(prot, "_commonArgs", lambda: [])
+    monkeypatch.setattr(prot, "_commonArgs", lambda: [], raising=False)
     monkeypatch.setattr(prot, "resumeArgs", lambda *a: [])
     if protocol == "ProtCryomineMultiRefClassify":
         prot.numberOfClasses.set(2)
