@@ -13,7 +13,7 @@ from pathlib import Path
 
 # A stand-in queue ("submitting" runs the generated job script here and now, after printing a job
 # id as sbatch would), so the queue path of the protocols is tested headlessly; protocols use it
-# only when "Use a queue engine" is set. The README ("Large sets") gives the Slurm version.
+# only when "Use a queue engine" is set. The README ("Large data sets and clusters") gives the Slurm version.
 HOSTS_CONF = """[localhost]
 PARALLEL_COMMAND = mpirun -np %_(JOB_NODES)d --map-by node %_(COMMAND)s
 NAME = SCIPION_DEFAULT
