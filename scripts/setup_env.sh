@@ -2,7 +2,8 @@
 # Create (or refresh) the project's virtual environment: .venv beside this repository.
 # Installs CryoMine with its Scipion and test dependencies under constraints.txt (Scipion's pins),
 # and, when running as root on Debian/Ubuntu, Xvfb for the GUI tests and RELION (Debian's relion
-# package) for the test that has RELION read CryoMine's export. Re-running is cheap: the
+# package) for the test that has RELION read CryoMine's export, and Chromium for the test that renders
+# the demo's report page. Re-running is cheap: the
 # install is skipped while setup.py and constraints.txt are unchanged.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,6 +40,16 @@ if ! command -v relion_reconstruct >/dev/null 2>&1; then
       || echo "[setup] could not install relion: the RELION export test will be skipped"
   else
     echo "[setup] relion_reconstruct not found: the RELION export test will be skipped (sudo apt-get install relion)"
+  fi
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] installing Debian's chromium for the test that renders the demo's report page"
+    (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 \
+      || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)) \
+      || echo "[setup] could not install chromium: the report rendering test will be skipped"
+  else
+    echo "[setup] chromium not found: the report rendering test will be skipped (sudo apt-get install chromium)"
   fi
 fi
 echo "[setup] environment ready: $VENV"
