@@ -45,14 +45,19 @@ class FourierAverager:
         n_classes: number of separate averages (e.g. 2 half sets, or K classes).
         symmetry: point group applied while accumulating.
         device: device of the accumulators.
+
+    The sums are kept in double precision (each batch's contribution is summed in single): the
+    order in which batches (or the partial sums of several processes) are added then changes the
+    single-precision averages only in the rarest last bit, so a run split over N processes gives
+    the one-process averages.
     """
 
     def __init__(self, box: int, n_classes: int = 1, symmetry: str = "C1", device=None):
         self.box, self.n_classes = int(box), int(n_classes)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         shape = (self.n_classes, self.box, self.box, self.box // 2 + 1)
-        self.numerator = torch.zeros(shape, dtype=torch.complex64, device=self.device)
-        self.weight = torch.zeros(shape, dtype=torch.float32, device=self.device)
+        self.numerator = torch.zeros(shape, dtype=torch.complex128, device=self.device)
+        self.weight = torch.zeros(shape, dtype=torch.float64, device=self.device)
         self.count = torch.zeros(self.n_classes, dtype=torch.int64)
         self.group = symmetry_rotations(symmetry, device=self.device)
         u = rfft_grid_points(self.box, self.device)
@@ -99,28 +104,28 @@ class FourierAverager:
         return max(1.0, guard_fraction * float(self.count[c]) * self.group.shape[0])
 
     def volumes(self, guard_fraction: float = 0.1, classes=None) -> torch.Tensor:
-        """Averages ``(C, N, N, N)`` (real, centred at ``N // 2``); zero for classes without particles."""
+        """Averages ``(C, N, N, N)`` float32 (real, centred at ``N // 2``); zero for classes without particles."""
         classes = range(self.n_classes) if classes is None else classes
         out = []
         for c in classes:
-            num = self.numerator[c]
-            den = self.weight[c].clamp_min(self.guard(c, guard_fraction))
+            num = self.numerator[c].to(torch.complex64)
+            den = self.weight[c].float().clamp_min(self.guard(c, guard_fraction))
             ft = num / den
             vol = torch.fft.fftshift(torch.fft.irfftn(ft, s=(self.box,) * 3), dim=(-3, -2, -1))
             out.append(vol if self.count[c] > 0 else torch.zeros_like(vol))
         return torch.stack(out)
 
     def coverage(self, guard_fraction: float = 0.1) -> torch.Tensor:
-        """Coverage ``(C, N, N, N // 2 + 1)`` in [0, 1]: observation count relative to the guard."""
+        """Coverage ``(C, N, N, N // 2 + 1)`` float32 in [0, 1]: observation count relative to the guard."""
         out = []
         for c in range(self.n_classes):
-            out.append((self.weight[c] / self.guard(c, guard_fraction)).clamp(0.0, 1.0))
+            out.append((self.weight[c].float() / self.guard(c, guard_fraction)).clamp(0.0, 1.0))
         return torch.stack(out)
 
     def merged(self, classes, guard_fraction: float = 0.1) -> torch.Tensor:
-        """One average ``(N, N, N)`` of several accumulators together (e.g. both half sets)."""
-        num = sum(self.numerator[c] for c in classes)
-        w = sum(self.weight[c] for c in classes)
+        """One average ``(N, N, N)`` float32 of several accumulators together (e.g. both half sets)."""
+        num = sum(self.numerator[c] for c in classes).to(torch.complex64)
+        w = sum(self.weight[c] for c in classes).float()
         n = sum(int(self.count[c]) for c in classes)
         den = w.clamp_min(max(1.0, guard_fraction * n * self.group.shape[0]))
         return torch.fft.fftshift(torch.fft.irfftn(num / den, s=(self.box,) * 3), dim=(-3, -2, -1))

@@ -25,6 +25,7 @@ import torch
 
 from cryomine_core import distributed
 from cryomine_core.io.mrc import read_mrc_header
+from cryomine_core.memory import release_free_memory
 from cryomine_core.subtomograms import load_subtomograms
 
 __all__ = ["ParticleSource", "InMemoryParticles", "ParticleFiles", "as_source"]
@@ -52,6 +53,7 @@ class ParticleSource:
         for start in range(0, rows.size, size):
             block = rows[start:start + size]
             yield torch.as_tensor(block, dtype=torch.long, device=self.device), self.take(block)
+            release_free_memory()  # the chunk is done with: keep the heap from growing (cryomine_core.memory)
 
     def digest(self, size: int = 256) -> list[float]:
         """A cheap fingerprint of the data: the float64 sum and sum of squares over all voxels, the sum

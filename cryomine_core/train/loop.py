@@ -43,6 +43,7 @@ from cryomine_core import distributed
 from cryomine_core.errors import CryomineError, InputFileError
 from cryomine_core.io.atomic import atomic_path
 from cryomine_core.io.torch_file import load_torch_file
+from cryomine_core.memory import release_free_memory
 from cryomine_core.train import ranks
 from cryomine_core.train.augment import AugmentConfig, augment_batch, group_transforms
 from cryomine_core.train.data import EpochSampler, dataset_labels
@@ -262,6 +263,7 @@ def _predict_logits(model, dataset, device, batch_size, workers, use_amp, use_cl
     for x, y, _ in loader:
         outs.append(_forward(model, x, device, use_amp, use_cl, tta_range).cpu())
         labels.append(np.asarray(y))
+        release_free_memory()  # memory stays flat over 10^5 items (cryomine_core.memory)
     if not outs:
         return torch.zeros((0, getattr(model, "n_classes", 0))), np.zeros(0, dtype=np.int64)
     return torch.cat(outs), np.concatenate(labels)
