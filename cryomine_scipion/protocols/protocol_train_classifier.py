@@ -58,6 +58,10 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
                       condition=f"inputKind=={FROM_SETS}", allowsNull=True, label="Sets (one per class)",
                       help="One SetOfSubTomograms per class. Give each a clear label in the project (right click > "
                            "Edit): it becomes the class name.")
+        form.addParam("classNames", params.StringParam, default="", condition=f"inputKind=={FROM_SETS}",
+                      label="Class names (optional)",
+                      help="One name per set above, in the same order, separated by spaces (e.g. 'ribosome "
+                           "chaperonin apoferritin'). Empty: each set's label in the project.")
         self._defineTiltRangeFallback(form, "The 'subtomo' recipe's augmentation and test-time augmentation use "
                                             "its missing wedge (-60..60 is assumed when no item has one).")
 
@@ -144,11 +148,15 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
                 groups.append((name, [item.clone() for item in cls.iterItems()]))
             return groups
         groups = []
+        given = self._givenClassNames()
         for i, pointer in enumerate(self.inputSets or [], start=1):
             subtomos = pointer.get()
-            name = re.sub(r"\s+", "_", subtomos.getObjLabel() or "") or f"class{i}"
+            name = given[i - 1] if given else re.sub(r"\s+", "_", subtomos.getObjLabel() or "") or f"class{i}"
             groups.append((name, [item.clone() for item in subtomos.iterItems()]))
         return groups
+
+    def _givenClassNames(self) -> list:
+        return str(self.classNames.get() or "").split()
 
     def convertInputStep(self):
         counts = labelledSubtomogramsToTable(self._groups(), self._getExtraPath(INPUT_TABLE),
@@ -216,6 +224,12 @@ class ProtCryomineTrainClassifier(ProtCryomineBase):
             rates = {round(s.getSamplingRate() or 0, 3) for s in sets}
             if len(rates) > 1:
                 errors.append(f"The sets have different voxel sizes {sorted(rates)} Å: rescale them to one.")
+            names = self._givenClassNames()
+            if names and len(names) != len(self.inputSets or []):
+                errors.append(f"'Class names' gives {len(names)} name(s) for {len(self.inputSets or [])} sets: give "
+                              "one per set, in order, or leave it empty.")
+            elif len(set(names)) != len(names):
+                errors.append("'Class names' repeats a name: give each set its own.")
         return errors
 
     def _summary(self):

@@ -131,3 +131,21 @@ def test_train_classifier_offers_every_registered_architecture():
 
     assert sorted(ARCHITECTURES) == sorted(model_names())
     assert ARCHITECTURES[:5] == ["dsrf3d-v2", "dsrf3d", "rb3d", "cb3d", "compact3d"]  # saved projects keep their index
+
+
+def test_train_from_sets_takes_class_names_one_per_set():
+    """'one set per class' may name its classes in the form; a count that does not match the sets, or a repeated
+    name, is refused before anything runs."""
+    from pyworkflow.protocol import Form
+
+    from cryomine_scipion.protocols import ProtCryomineTrainClassifier
+    from cryomine_scipion.protocols.protocol_train_classifier import FROM_SETS
+
+    prot = ProtCryomineTrainClassifier()
+    prot._defineParams(Form(prot))
+    prot.inputKind.set(FROM_SETS)
+    prot.classNames.set("ribosome chaperonin")
+    assert any("gives 2 name(s) for 0 sets" in e for e in prot._validate())
+    assert prot._givenClassNames() == ["ribosome", "chaperonin"]
+    prot.classNames.set("")
+    assert not any("Class names" in e for e in prot._validate())
