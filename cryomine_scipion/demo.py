@@ -51,7 +51,7 @@ class DemoScale:
 
 
 FULL = DemoScale()
-QUICK = DemoScale(size_xyz=(128, 128, 48), box=24, voxel=16.0, segmenter_epochs=4)
+QUICK = DemoScale(size_xyz=(128, 128, 48), box=24, voxel=16.0, segmenter_epochs=10)
 """``--quick``: a shortened run for the tests (minutes; the figures are not the demo's)."""
 TRAINED = (("ribosome", "4v5d"), ("chaperonin", "4v8r"), ("apoferritin", "6z6u"))
 HELD_OUT = ("spliceosome", "3jb9")  # in the test tomograms only: subdivision has to discover it
@@ -346,8 +346,8 @@ def run(out: Path, project_name: str = "CryomineDemo", phantoms: bool = False, e
     ids = sorted(pred)
     ari = adjusted_rand_score([trueClass[i] for i in ids], [pred[i] for i in ids])
     heldOut = heldout_cluster(pred, trueClass, held_out[0])
-    objectF1, objectP, objectR = _object_f1(project.getProtocol(segment.getObjId()).coordinates,
-                                            test_dir / "instances")
+    found = getattr(project.getProtocol(segment.getObjId()), "coordinates", None)  # none when nothing was found
+    objectF1, objectP, objectR = _object_f1(found, test_dir / "instances") if found is not None else (0.0, 0.0, 0.0)
     aligned = project.getProtocol(align.getObjId())
     # orientations are only comparable within one structure: measure on the aligned class's dominant one
     alignedTrue = [trueClass[i.getObjId()] for i in aligned.subtomograms.iterItems()]
@@ -389,7 +389,7 @@ def run(out: Path, project_name: str = "CryomineDemo", phantoms: bool = False, e
                       (train._getExtraPath("training_curves.png"), "training_curves.png"),
                       (classify._getExtraPath("averages", "gallery.png"), "class_averages.png"),
                       (align._getExtraPath("fsc.png"), "fsc.png"),
-                      (segment._getExtraPath("objects", "overlay_tomo000.png"), "segmentation_overlay.png"),
+                      (segment._getExtraPath("objects", f"overlay_{sorted(truth)[0]}.png"), "segmentation_overlay.png"),
                       (subdivide._getExtraPath("embedding.png"), "subdivision_embedding.png"),
                       (align._getExtraPath("slices.png"), "average_slices.png")):
         if os.path.exists(src):

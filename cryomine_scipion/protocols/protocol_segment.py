@@ -115,7 +115,12 @@ class ProtCryomineSegment(ProtCryomineBase):
         self._defineOutputs(**{SegmentOutputs.labelMasks.name: masks})
         self._defineSourceRelation(self.inputTomograms, masks)
 
-        df = readTable(self._getExtraPath(OBJECTS_DIR, "objects.star"), require=(T.TOMO, *T.COORDS))
+        objects = self._getExtraPath(OBJECTS_DIR, "objects.star")
+        if not os.path.exists(objects):  # the core writes no table when it found nothing
+            self.warning("No object was found in any tomogram (see the overlays in the results): only the label "
+                         "maps are output. Train the segmenter on more annotated boxes or for more epochs.")
+            return
+        df = readTable(objects, require=(T.TOMO, *T.COORDS))
         byClass = {"": df}
         byClass.update({str(name): group for name, group in df.groupby(T.CLASS_NAME)})
         for name, rows in byClass.items():
