@@ -42,16 +42,19 @@ SNR = 0.1
 
 @dataclass(frozen=True)
 class DemoScale:
-    """Sizes of a demo run: tomogram (x, y, z voxels), subtomogram box, voxel size (Å), segmenter epochs."""
+    """Sizes of a demo run: tomogram (x, y, z voxels), subtomogram box, voxel size (Å), segmenter epochs,
+    subdivision's most clusters and re-assignment rounds."""
 
     size_xyz: tuple = (256, 256, 80)
     box: int = 32
     voxel: float = 12.0
     segmenter_epochs: int = 30
+    max_clusters: int = 6
+    reassign_rounds: int = 3
 
 
 FULL = DemoScale()
-QUICK = DemoScale(size_xyz=(128, 128, 48), box=24, voxel=16.0, segmenter_epochs=10)
+QUICK = DemoScale(size_xyz=(128, 128, 48), box=24, voxel=16.0, segmenter_epochs=10, max_clusters=4, reassign_rounds=1)
 """``--quick``: a shortened run for the tests (minutes; the figures are not the demo's)."""
 TRAINED = (("ribosome", "4v5d"), ("chaperonin", "4v8r"), ("apoferritin", "6z6u"))
 HELD_OUT = ("spliceosome", "3jb9")  # in the test tomograms only: subdivision has to discover it
@@ -299,7 +302,8 @@ def run(out: Path, project_name: str = "CryomineDemo", phantoms: bool = False, e
     log("[7/9] template-free subdivision of the test subtomograms (CNN features, BIC, reference-free "
         "classification)")
     subdivide = project.newProtocol(ProtCryomineSubdivide, featureSource=FROM_MODEL, numberOfClusters=0,
-                                    maxClusters=6, alignClusters=True, alignIterations=2, reassignIterations=3)
+                                    maxClusters=scale.max_clusters, alignClusters=True, alignIterations=2,
+                                    reassignIterations=scale.reassign_rounds)
     subdivide.inputSubtomos.set(extract)
     subdivide.inputSubtomos.setExtended("subtomograms")
     subdivide.inputModel.set(train)
