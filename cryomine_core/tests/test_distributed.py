@@ -20,6 +20,17 @@ from cryomine_core.io.poses import table_poses
 pytestmark = pytest.mark.slow  # starts two processes
 
 
+def _run(*args: str, processes: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python -m torch.distributed.run --nproc-per-node N ARGS`` (``processes=1``: ``python ARGS``), one thread each,
+    outside any torchrun of the test session itself."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    launcher = [] if processes == 1 else ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                                          str(processes)]
+    return subprocess.run([sys.executable, *launcher, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
 def test_shares_cover_every_row_once(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "3")
     rows = []
@@ -45,12 +56,8 @@ def test_align_average_under_torchrun_equals_one_process(tmp_path):
     T.write_table(tmp_path / "p.star", pd.DataFrame(rows), relative_to_table=True)
     assert main(["align", "average", "--in", str(tmp_path / "p.star"), "--out", str(tmp_path / "one"),
                  "--by-class", "--device", "cpu", "--chunk", "4"]) == 0
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          "-m", "cryomine_core", "align", "average", "--in", str(tmp_path / "p.star"), "--out",
-                          str(tmp_path / "two"), "--by-class", "--device", "cpu", "--chunk", "4"],
-                         env=env, capture_output=True, text=True, timeout=300)
+    run = _run("-m", "cryomine_core", "align", "average", "--in", str(tmp_path / "p.star"), "--out",
+               str(tmp_path / "two"), "--by-class", "--device", "cpu", "--chunk", "4")
     assert run.returncode == 0, run.stderr
     assert run.stdout.count('"command": "align average"') == 1  # one summary: rank 0's
     assert "rank 1 of 2" in run.stderr
@@ -68,12 +75,8 @@ def test_classify_predict_under_torchrun_equals_one_process(tmp_path):
     model = str(tmp_path / "m" / "model.pt")
     assert main(["classify", "predict", "--in", table, "--model", model, "--out", str(tmp_path / "one"),
                  "--device", "cpu"]) == 0
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          "-m", "cryomine_core", "classify", "predict", "--in", table, "--model", model, "--out",
-                          str(tmp_path / "two"), "--device", "cpu"], env=env, capture_output=True, text=True,
-                         timeout=300)
+    run = _run("-m", "cryomine_core", "classify", "predict", "--in", table, "--model", model, "--out",
+               str(tmp_path / "two"), "--device", "cpu")
     assert run.returncode == 0, run.stderr
     assert run.stdout.count('"counts"') == 1
     a, b = T.read_table(tmp_path / "one" / "particles.star"), T.read_table(tmp_path / "two" / "particles.star")
@@ -90,11 +93,7 @@ def test_align_refine_under_torchrun_equals_one_process(tmp_path):
     args = ["align", "refine", "--in", table, "--iterations", "2", "--angular-step", "20", "--device", "cpu",
             "--chunk", "5"]
     assert main(args + ["--out", str(tmp_path / "one")]) == 0
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          "-m", "cryomine_core", *args, "--out", str(tmp_path / "two")],
-                         env=env, capture_output=True, text=True, timeout=300)
+    run = _run("-m", "cryomine_core", *args, "--out", str(tmp_path / "two"))
     assert run.returncode == 0, run.stderr
     assert run.stdout.count('"command": "align refine"') == 1  # one summary: rank 0's
     a, b = T.read_table(tmp_path / "one" / "particles.star"), T.read_table(tmp_path / "two" / "particles.star")
@@ -120,11 +119,7 @@ def test_align_mra_under_torchrun_equals_one_process(tmp_path):
     args = ["align", "mra", "--in", table, "--classes", "3", "--iterations", "2", "--angular-step", "20",
             "--device", "cpu", "--chunk", "7"]
     assert main(args + ["--out", str(tmp_path / "one")]) == 0
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          "-m", "cryomine_core", *args, "--out", str(tmp_path / "two")],
-                         env=env, capture_output=True, text=True, timeout=300)
+    run = _run("-m", "cryomine_core", *args, "--out", str(tmp_path / "two"))
     assert run.returncode == 0, run.stderr
     assert run.stdout.count('"command": "align mra"') == 1
     a, b = T.read_table(tmp_path / "one" / "particles.star"), T.read_table(tmp_path / "two" / "particles.star")
@@ -167,14 +162,9 @@ def test_training_under_torchrun_takes_the_one_process_steps(tmp_path):
     and epoch figures of 1 process (a model without batch norm; with it, CPU processes normalise apart)."""
     script = tmp_path / "fit.py"
     script.write_text(FIT_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt")], env=env, capture_output=True,
-                         text=True, timeout=300)
+    one = _run(str(script), str(tmp_path / "one.pt"), processes=1)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          str(script), str(tmp_path / "two.pt")], env=env, capture_output=True, text=True,
-                         timeout=300)
+    two = _run(str(script), str(tmp_path / "two.pt"))
     assert two.returncode == 0, two.stderr
     assert "training on 2 CPU processes" in two.stderr
     import torch
@@ -194,13 +184,9 @@ def test_classify_train_under_torchrun_writes_one_model(tmp_path):
     processes end with the same weights (checked by the loop itself) and the model still learns the set."""
     assert main(["simulate", "subtomograms", "--out", str(tmp_path / "sim"), "--structures", "phantom:0", "phantom:2",
                  "--n-per-class", "24", "--snr", "2", "--box", "20", "--voxel-size", "16", "--seed", "3"]) == 0
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          "-m", "cryomine_core", "classify", "train", "--in", str(tmp_path / "sim" / "particles.star"),
-                          "--out", str(tmp_path / "m"), "--model", "compact3d", "--width", "0.25", "--epochs", "4",
-                          "--min-per-class", "2", "--device", "cpu"], env=env, capture_output=True, text=True,
-                         timeout=600)
+    run = _run("-m", "cryomine_core", "classify", "train", "--in", str(tmp_path / "sim" / "particles.star"), "--out",
+               str(tmp_path / "m"), "--model", "compact3d", "--width", "0.25", "--epochs", "4", "--min-per-class", "2",
+               "--device", "cpu", timeout=600)
     assert run.returncode == 0, run.stderr
     assert run.stdout.count('"test_accuracy"') == 1
     m = json.loads((tmp_path / "m" / "metrics.json").read_text())
