@@ -23,33 +23,20 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "$WANT" > "$STAMP"
 fi
 
-if ! command -v Xvfb >/dev/null 2>&1; then
+# Debian packages some tests use: installed when running as root, else those tests are skipped.
+# debian_tool COMMAND PACKAGE "WHAT needs it"
+debian_tool() {
+  command -v "$1" >/dev/null 2>&1 && return 0
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "[setup] installing xvfb for the GUI tests"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb >/dev/null) \
-      || echo "[setup] could not install xvfb: GUI tests will be skipped"
+    echo "[setup] installing Debian's $2 for $3"
+    (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null 2>&1 \
+      || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null)) \
+      || echo "[setup] could not install $2: $3 will be skipped"
   else
-    echo "[setup] Xvfb not found: GUI tests will be skipped (install it with: sudo apt-get install xvfb)"
+    echo "[setup] $1 not found: $3 will be skipped (install it with: sudo apt-get install $2)"
   fi
-fi
-if ! command -v relion_reconstruct >/dev/null 2>&1; then
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "[setup] installing Debian's relion for the RELION export test"
-    (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq relion >/dev/null 2>&1 \
-      || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq relion >/dev/null)) \
-      || echo "[setup] could not install relion: the RELION export test will be skipped"
-  else
-    echo "[setup] relion_reconstruct not found: the RELION export test will be skipped (sudo apt-get install relion)"
-  fi
-fi
-if ! command -v chromium >/dev/null 2>&1; then
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "[setup] installing Debian's chromium for the test that renders the demo's report page"
-    (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 \
-      || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)) \
-      || echo "[setup] could not install chromium: the report rendering test will be skipped"
-  else
-    echo "[setup] chromium not found: the report rendering test will be skipped (sudo apt-get install chromium)"
-  fi
-fi
+}
+debian_tool Xvfb xvfb "the GUI tests"
+debian_tool relion_reconstruct relion "the RELION export test"
+debian_tool chromium chromium "the test that renders the demo's report page"
 echo "[setup] environment ready: $VENV"

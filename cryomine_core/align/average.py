@@ -48,8 +48,8 @@ class FourierAverager:
 
     The sums are kept in double precision (each batch's contribution is summed in single): the
     order in which batches (or the partial sums of several processes) are added then changes the
-    single-precision averages only in the rarest last bit, so a run split over N processes gives
-    the one-process averages.
+    single-precision averages only in the rarest last bit: a run split over 2 processes gave the
+    one-process averages in the tests and in the scale benchmark.
     """
 
     def __init__(self, box: int, n_classes: int = 1, symmetry: str = "C1", device=None):
@@ -144,10 +144,8 @@ def average_particles(particles: torch.Tensor | ParticleSource, rotations: torch
         CryomineError: no particle to average.
     """
     if isinstance(particles, torch.Tensor) and (particles.ndim != 4 or particles.shape[0] == 0):
-        raise CryomineError("no particles to average: the set is empty.")
+        raise CryomineError("no particles to average: the set is empty.")  # a ParticleFiles is never empty
     source = as_source(particles)
-    if source.n == 0:
-        raise CryomineError("no particles to average: the set is empty.")
     if include is not None and not bool(include.any()):
         raise CryomineError("no particles to average: every particle is flagged as failed.")
     avg = FourierAverager(source.box, n_classes, symmetry, source.device)

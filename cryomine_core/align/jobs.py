@@ -57,7 +57,7 @@ CONTRAST_MODES = ("check", "auto", "off")
 @dataclass
 class ParticleSet:
     """Particles read from a table: ``volumes (B, N, N, N)`` normalised (None when the caller streams
-    them, :meth:`chunks`), ``tilt (B, 2)`` degrees, the box edge ``box``."""
+    them, :meth:`as_source`), ``tilt (B, 2)`` degrees, the box edge ``box``."""
 
     table: pd.DataFrame
     volumes: torch.Tensor | None
@@ -65,17 +65,6 @@ class ParticleSet:
     voxel_size: float
     source: str
     box: int
-
-    def chunks(self, size: int, device=None, rows: np.ndarray | None = None):
-        """``(rows, volumes)`` of ``size`` particles at a time, read from disk (z-scored, checked): the
-        set is never held whole, so memory depends on ``size`` and the box, not on the set's size.
-        ``rows``: a contiguous block of rows to read (default all; e.g. a process's share)."""
-        paths = list(self.table[T.IMAGE])
-        lo, hi = (0, len(paths)) if rows is None else (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, 0)
-        for start in range(lo, hi, size):
-            block = range(start, min(start + size, hi))
-            yield slice(block.start, block.stop), load_subtomograms(paths[block.start:block.stop], rows=block,
-                                                                    device=device)
 
     def as_source(self) -> ParticleSource:
         """The particles for :func:`refine` and the contrast check: the volumes in memory when they were
@@ -95,7 +84,7 @@ def load_particles(table_path: str | Path, tilt_range: tuple[float, float] | Non
             no ``cmTiltMin``/``cmTiltMax`` columns (CryoMine never guesses a missing wedge).
         device: where the volumes go.
         read_volumes: read every volume now (``volumes``); False checks the headers only and
-            leaves the volumes to :meth:`ParticleSet.chunks`.
+            leaves the volumes to :meth:`ParticleSet.as_source` (read a chunk at a time).
 
     Raises:
         CryomineError (TableError, InputFileError): empty table, missing tilt range, unreadable or
@@ -391,14 +380,16 @@ def run_average(table: str | Path, out_dir: str | Path, *, mask: str | Path | No
         cls = torch.as_tensor(np.searchsorted(ids, labels), device=dev)
         cavg = FourierAverager(ps.box, len(ids), symmetry, dev)
     mine = distributed.share(b)
-    for sl, vols in ps.chunks(int(chunk), dev, rows=mine):
-        for start in range(0, vols.shape[0], AVERAGE_BATCH):  # one padded transform serves both sums
-            sub = slice(sl.start + start, min(sl.start + start + AVERAGE_BATCH, sl.stop))
+    done = 0
+    for rows, vols in ps.as_source().chunks(int(chunk), mine):
+        for start in range(0, rows.numel(), AVERAGE_BATCH):  # one padded transform serves both sums
+            sub = rows[start:start + AVERAGE_BATCH]
             spec = PaddedSpectrum(vols[start:start + AVERAGE_BATCH], pad=2)
             avg.add(spec, rot[sub], shifts[sub], ps.tilt[sub], halves[sub] - 1, include[sub])
             if cavg is not None:
                 cavg.add(spec, rot[sub], shifts[sub], ps.tilt[sub], cls[sub], include[sub])
-        log.info("averaged %d of %d particles%s", sl.stop - (mine[0] if len(mine) else 0), len(mine),
+        done += rows.numel()
+        log.info("averaged %d of %d particles%s", done, len(mine),
                  f" (rank {distributed.rank()} of {distributed.world_size()}; {b} in all)"
                  if distributed.world_size() > 1 else "")
     for acc in (avg, cavg):
