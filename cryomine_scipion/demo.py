@@ -379,6 +379,8 @@ def run(out: Path, project_name: str = "CryomineDemo", phantoms: bool = False, e
                                           for i in aligned.subtomograms.iterItems()) / max(largestSize, 1), 3),
         "aligned_dominant_structure": dominant, "aligned_dominant_count": alignedTrue.count(dominant),
         "alignment_median_rotation_error_deg": round(float(np.median(rotErr)), 2),
+        "alignment_rotation_error_note": "against the planted orientation, ignoring the complex's symmetry: "
+                                         "meaningless for a symmetric one (apoferritin is octahedral)",
         "fsc_resolution_0143_A": round(alignMetrics.get("resolution_0143_A", float("nan")), 1),
         "fraction_lost_at_edges": round((metrics.get("n_skipped") or 0) / max(n_planted, 1), 3),
         "snr": SNR, "tilt_range_deg": [-60, 60], "defocus_um_test": list(TEST_DEFOCI_UM),
