@@ -36,6 +36,15 @@ from sklearn.metrics import adjusted_rand_score
 from cryomine_core.io.atomic import atomic_write_text
 from cryomine_core.io.mrc import read_mrc
 from cryomine_scipion.convert import filePath
+from cryomine_scipion.demo_truth import (
+    alignment_errors,
+    average_against_truth,
+    heldout_cluster,
+    maps_figure,
+    object_f1,
+    oracle_table,
+    proteomics_figure,
+)
 
 SNR = 0.1
 
@@ -123,58 +132,25 @@ def split_coordinates_by_class(folder: Path, name: str, planted: list) -> dict:
     return out
 
 
-def _alignment_errors(aligned, trueAngles, keep=None):
-    """Per-particle rotation error (deg) of an alignment against the truth, up to one global rotation
-    (a reference-free average may come out rotated; the core's ``pose_errors`` removes that first).
-    ``keep``: item ids to measure (those of one true structure); all when None."""
-    import torch
+def compare_with_oracle(align, trueAngles: dict, spec: str | None, box: int, voxel: float) -> dict:
+    """The aligned class's average against the true map of its dominant structure (``spec``), beside the
+    oracle average of the same particles with their planted orientations (``cryomine align average``);
+    writes ``oracle/`` in the align run's extra folder. Empty when there is no structure to compare with."""
+    from cryomine_core.align.jobs import run_average
+    from cryomine_core.simulate.structures import load_structure
+    from cryomine_scipion.constants import OUTPUT_TABLE
 
-    from cryomine_core.align.evaluate import pose_errors
-    from cryomine_core.geometry import relion_angstrom_to_pose, scipion_matrix_to_pose
-
-    items = [(i.getObjId(), i.getTransform().getMatrix()) for i in aligned.iterItems()
-             if keep is None or i.getObjId() in keep]
-    if not items:
-        return np.array([np.nan])
-    eulers = torch.tensor([trueAngles[i] for i, _ in items], dtype=torch.float64)
-    rTrue, _ = relion_angstrom_to_pose(eulers, torch.zeros_like(eulers), 1.0)
-    rEst, _ = scipion_matrix_to_pose(torch.tensor(np.stack([m for _, m in items]), dtype=torch.float64))
-    zeros = torch.zeros(len(items), 3, dtype=torch.float64)
-    return pose_errors(rEst, zeros, rTrue, zeros)[0].numpy()
-
-
-def _object_f1(coords, instancesDir):
-    """Object-level (precision, recall) F1 of segmented centres: a centre is a hit when it falls inside a
-    true particle (instance map); each true particle counts once."""
-    from tomo.constants import BOTTOM_LEFT_CORNER
-
-    maps, hits, n_pred = {}, set(), 0
-    for coord in coords.iterCoordinates():
-        tsId = coord.getTomoId()
-        if tsId not in maps:
-            maps[tsId] = read_mrc(instancesDir / f"{tsId}.mrc")[0]
-        n_pred += 1
-        x, y, z = (int(round(v)) for v in coord.getPosition(BOTTOM_LEFT_CORNER))
-        vol = maps[tsId]
-        if 0 <= z < vol.shape[0] and 0 <= y < vol.shape[1] and 0 <= x < vol.shape[2] and vol[z, y, x] > 0:
-            hits.add((tsId, int(vol[z, y, x])))
-    n_true = sum(len(np.unique(read_mrc(f)[0])) - 1 for f in sorted(instancesDir.glob("*.mrc")))
-    precision, recall = len(hits) / max(n_pred, 1), len(hits) / max(n_true, 1)
-    return 2 * precision * recall / max(precision + recall, 1e-9), precision, recall
-
-
-def heldout_cluster(clusters: dict, true_class: dict, held_out: str) -> dict:
-    """The subdivision cluster holding most of the held-out complex: its purity (held-out members /
-    cluster size) and recall (held-out members in it / all held-out subtomograms)."""
-    members: dict = {}
-    for item, cluster in clusters.items():
-        members.setdefault(cluster, []).append(true_class[item] == held_out)
-    n_held = sum(sum(m) for m in members.values())
-    if not n_held:
-        return {"cluster": None, "purity": None, "recall": None}
-    best = max(members, key=lambda c: sum(members[c]))
-    return {"cluster": best, "purity": round(sum(members[best]) / len(members[best]), 3),
-            "recall": round(sum(members[best]) / n_held, 3)}
+    if spec is None:
+        return {"fsc_ratio_to_oracle": None}
+    folder = Path(align._getExtraPath("oracle"))
+    folder.mkdir(exist_ok=True)
+    table = oracle_table(Path(align._getExtraPath(OUTPUT_TABLE)), trueAngles, folder / "oracle_particles.star")
+    run_average(table, folder, device="cpu")
+    found, oracle = read_mrc(align._getExtraPath("average.mrc"))[0], read_mrc(folder / "average.mrc")[0]
+    trueMap = load_structure(spec, voxel, box).volume.numpy()
+    result = average_against_truth(found, oracle, trueMap, voxel)
+    maps_figure(result.pop("maps"), folder / "average_vs_truth.png")
+    return {**result, "oracle_folder": str(folder)}
 
 
 def _launch(project, prot, log):
@@ -323,7 +299,7 @@ def run(out: Path, project_name: str = "CryomineDemo", phantoms: bool = False, e
 
     log("[9/9] measuring against the ground truth")
     subtomos = project.getProtocol(extract.getObjId()).subtomograms
-    vols, matched, trueClass, trueAngles = [], 0, {}, {}
+    vols, matched, trueClass, trueAngles, positions = [], 0, {}, {}, {}
     planted = {name: np.array([c[:3] for c in cs]) for name, cs in truth.items()}
     for sub in subtomos.iterSubtomos():
         vol, _ = read_mrc(filePath(sub))
@@ -335,6 +311,7 @@ def run(out: Path, project_name: str = "CryomineDemo", phantoms: bool = False, e
         matched += bool(dist[nearest] < 0.5)
         trueClass[sub.getObjId()] = truth[coord.getTomoId()][nearest][3]
         trueAngles[sub.getObjId()] = truth[coord.getTomoId()][nearest][4]
+        positions[sub.getObjId()] = (coord.getTomoId(), xyz)
     n_planted = sum(len(v) for v in truth.values())
     metrics = extract.readMetrics()
     classes = project.getProtocol(classify.getObjId()).classes
@@ -351,14 +328,16 @@ def run(out: Path, project_name: str = "CryomineDemo", phantoms: bool = False, e
     ari = adjusted_rand_score([trueClass[i] for i in ids], [pred[i] for i in ids])
     heldOut = heldout_cluster(pred, trueClass, held_out[0])
     found = getattr(project.getProtocol(segment.getObjId()), "coordinates", None)  # none when nothing was found
-    objectF1, objectP, objectR = _object_f1(found, test_dir / "instances") if found is not None else (0.0, 0.0, 0.0)
+    objectF1, objectP, objectR = object_f1(found, test_dir / "instances") if found is not None else (0.0, 0.0, 0.0)
     aligned = project.getProtocol(align.getObjId())
     # orientations are only comparable within one structure: measure on the aligned class's dominant one
     alignedTrue = [trueClass[i.getObjId()] for i in aligned.subtomograms.iterItems()]
     dominant = max(set(alignedTrue), key=alignedTrue.count) if alignedTrue else None
-    rotErr = _alignment_errors(aligned.subtomograms, trueAngles,
+    rotErr = alignment_errors(aligned.subtomograms, trueAngles,
                                keep={i for i, c in trueClass.items() if c == dominant})
     alignMetrics = aligned.readMetrics()
+    log("  the average against its true map, and against the oracle average (same particles, true poses)")
+    truthVsMap = compare_with_oracle(align, trueAngles, dict([*trained, held_out]).get(dominant), box, voxel)
     trainMetrics = train.readMetrics()
     summary = {
         "tomograms": len(truth), "particles_planted": n_planted, "subtomograms_extracted": subtomos.getSize(),
@@ -386,7 +365,7 @@ def run(out: Path, project_name: str = "CryomineDemo", phantoms: bool = False, e
         "snr": SNR, "tilt_range_deg": [-60, 60], "defocus_um_test": list(TEST_DEFOCI_UM),
         "defocus_um_training": TRAIN_DEFOCUS_UM,
         "box": box, "voxel_size_A": voxel, "project": project.getPath(),
-        "fsc_ratio_to_oracle": None,  # not computed yet: needs the true maps and an oracle average
+        **truthVsMap,
         "wall_time_s": round(time.time() - t_run, 1),
     }
     if note:
@@ -397,7 +376,8 @@ def run(out: Path, project_name: str = "CryomineDemo", phantoms: bool = False, e
                       (align._getExtraPath("fsc.png"), "fsc.png"),
                       (segment._getExtraPath("objects", f"overlay_{sorted(truth)[0]}.png"), "segmentation_overlay.png"),
                       (subdivide._getExtraPath("embedding.png"), "subdivision_embedding.png"),
-                      (align._getExtraPath("slices.png"), "average_slices.png")):
+                      (align._getExtraPath("slices.png"), "average_slices.png"),
+                      (align._getExtraPath("oracle", "average_vs_truth.png"), "average_vs_truth.png")):
         if os.path.exists(src):
             shutil.copyfile(src, report / name)
     # pictures: the first tomogram's central slice with the planted positions, and a gallery
@@ -412,6 +392,12 @@ def run(out: Path, project_name: str = "CryomineDemo", phantoms: bool = False, e
     ax.set_title(f"{first}, z = {zc} (7-slice average); circles: simulated particles near this slice")
     fig.savefig(report / "tomogram_slice.png", dpi=100, bbox_inches="tight")
     plt.close(fig)
+    inFirst = [(sub_id, xyz) for sub_id, (tomo_id, xyz) in positions.items() if tomo_id == first]
+    proteomics_figure(tomo, np.array([xyz for _, xyz in inFirst]).reshape(-1, 3), [
+        ("truth (planted classes)", [trueClass[i] for i, _ in inFirst]),
+        ("CNN classification (3 known classes)", [predicted.get(i, "unclassified") for i, _ in inFirst]),
+        ("template-free subdivision (clusters)", [f"cluster {pred[i]}" if i in pred else "none" for i, _ in inFirst])],
+        report / "visual_proteomics.png")
     n_show = min(8, len(vols))
     fig, axes = plt.subplots(3, n_show, figsize=(1.6 * n_show, 5))
     for i in range(n_show):
@@ -437,6 +423,10 @@ def run(out: Path, project_name: str = "CryomineDemo", phantoms: bool = False, e
 #: the report's pictures, in order: (file in report/, caption)
 REPORT_FIGURES = [
     ("tomogram_slice.png", "A simulated tomogram: central slices, circles at the planted particles"),
+    ("visual_proteomics.png", "Visual proteomics: the particles of the first tomogram placed back, coloured by "
+                              "true class, by the classifier and by the subdivision's clusters"),
+    ("average_vs_truth.png", "The reference-free average, the oracle average (true poses) and the true map: "
+                             "central slices"),
     ("segmentation_overlay.png", "Segmentation: objects found in the first tomogram"),
     ("subtomogram_gallery.png", "Extracted subtomograms: central slices"),
     ("confusion_matrix.png", "Classifier: confusion matrix on its own test split"),

@@ -71,7 +71,8 @@ def map_agreement(average: torch.Tensor, true_map: torch.Tensor, voxel_size: flo
 
     Returns ``{"correlation": Pearson correlation at resolution (soft sphere), "fsc_05_A":
     resolution (Å) where the FSC of the aligned pair first falls below 0.5, "align_score",
-    "inverted": whether the map was negated}``.
+    "inverted": whether the map was negated, "aligned_map": the (negated when inverted) true map
+    rotated and shifted into the average's frame (N, N, N)}``.
     """
     if contrast not in ("auto", "same", "inverted"):
         raise CryomineError(f"contrast '{contrast}': use auto, same or inverted.")
@@ -107,4 +108,4 @@ def map_agreement(average: torch.Tensor, true_map: torch.Tensor, voxel_size: flo
     below = torch.nonzero(curve[1:] < 0.5)
     fsc05 = float(voxel_size / shells[1 + int(below[0])]) if below.numel() else float(2 * voxel_size)
     return {"correlation": pearson(a, b, mask), "fsc_05_A": fsc05, "align_score": float(res.scores[0]),
-            "inverted": contrast == "inverted"}
+            "inverted": contrast == "inverted", "aligned_map": moved[0]}

@@ -1,0 +1,183 @@
+"""The demo's measurements against its ground truth (the planted particles, their classes and
+orientations, and the true maps).
+
+Kept apart from :mod:`cryomine_scipion.demo`, which runs the Scipion protocols: here are the pure
+measurements (object F1 of the segmentation, the held-out complex's cluster, rotation errors, the
+average against its true map and against the *oracle* average) and the "visual proteomics" picture.
+
+The oracle average uses the same particles and half sets as the found average, with the planted
+orientations and zero shifts (the particles are extracted at their planted centres), so the ratio
+``found FSC-0.5 resolution / oracle FSC-0.5 resolution`` (both against the true map) says how much
+the reference-free alignment costs, independently of the particle count, noise, CTF and wedge.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cryomine_core.io.mrc import read_mrc
+
+__all__ = ["object_f1", "heldout_cluster", "alignment_errors", "oracle_table", "average_against_truth",
+           "maps_figure", "proteomics_figure"]
+
+
+def object_f1(coords, instances_dir: Path) -> tuple[float, float, float]:
+    """Object-level (F1, precision, recall) of segmented centres (a Scipion SetOfCoordinates3D): a centre
+    is a hit when it falls inside a true particle (instance map); each true particle counts once."""
+    from tomo.constants import BOTTOM_LEFT_CORNER
+
+    maps, hits, n_pred = {}, set(), 0
+    for coord in coords.iterCoordinates():
+        ts_id = coord.getTomoId()
+        if ts_id not in maps:
+            maps[ts_id] = read_mrc(instances_dir / f"{ts_id}.mrc")[0]
+        n_pred += 1
+        x, y, z = (int(round(v)) for v in coord.getPosition(BOTTOM_LEFT_CORNER))
+        vol = maps[ts_id]
+        if 0 <= z < vol.shape[0] and 0 <= y < vol.shape[1] and 0 <= x < vol.shape[2] and vol[z, y, x] > 0:
+            hits.add((ts_id, int(vol[z, y, x])))
+    n_true = sum(len(np.unique(read_mrc(f)[0])) - 1 for f in sorted(instances_dir.glob("*.mrc")))
+    precision, recall = len(hits) / max(n_pred, 1), len(hits) / max(n_true, 1)
+    return 2 * precision * recall / max(precision + recall, 1e-9), precision, recall
+
+
+def heldout_cluster(clusters: dict, true_class: dict, held_out: str) -> dict:
+    """The subdivision cluster holding most of the held-out complex: its purity (held-out members /
+    cluster size) and recall (held-out members in it / all held-out subtomograms)."""
+    members: dict = {}
+    for item, cluster in clusters.items():
+        members.setdefault(cluster, []).append(true_class[item] == held_out)
+    n_held = sum(sum(m) for m in members.values())
+    if not n_held:
+        return {"cluster": None, "purity": None, "recall": None}
+    best = max(members, key=lambda c: sum(members[c]))
+    return {"cluster": best, "purity": round(sum(members[best]) / len(members[best]), 3),
+            "recall": round(sum(members[best]) / n_held, 3)}
+
+
+def alignment_errors(aligned, true_angles: dict, keep=None) -> np.ndarray:
+    """Per-particle rotation error (deg) of an aligned SetOfSubTomograms against the planted RELION
+    Euler angles ``true_angles {item id: (rot, tilt, psi)}``, up to one global rotation (a
+    reference-free average may come out rotated; the core's ``pose_errors`` removes that first).
+    ``keep``: item ids to measure (those of one true structure); all when None."""
+    import torch
+
+    from cryomine_core.align.evaluate import pose_errors
+    from cryomine_core.geometry import relion_angstrom_to_pose, scipion_matrix_to_pose
+
+    items = [(i.getObjId(), i.getTransform().getMatrix()) for i in aligned.iterItems()
+             if keep is None or i.getObjId() in keep]
+    if not items:
+        return np.array([np.nan])
+    eulers = torch.tensor([true_angles[i] for i, _ in items], dtype=torch.float64)
+    r_true, _ = relion_angstrom_to_pose(eulers, torch.zeros_like(eulers), 1.0)
+    r_est, _ = scipion_matrix_to_pose(torch.tensor(np.stack([m for _, m in items]), dtype=torch.float64))
+    zeros = torch.zeros(len(items), 3, dtype=torch.float64)
+    return pose_errors(r_est, zeros, r_true, zeros)[0].numpy()
+
+
+def oracle_table(aligned_table: Path, true_angles: dict, out: Path) -> Path:
+    """Write ``out``: the particle table of an alignment (``cmItemId`` per row) with the planted
+    orientations ``{item id: (rot, tilt, psi)}`` (RELION Eulers, degrees) and zero origins, keeping the
+    alignment's half sets when it wrote them."""
+    from cryomine_core.io import columns as C
+    from cryomine_core.io import table as T
+
+    df = T.read_table(aligned_table)
+    ids = df[C.ITEM_ID].astype(int).tolist()
+    eulers = np.array([true_angles[i] for i in ids], dtype=float).reshape(len(ids), 3)
+    for k, col in enumerate(C.ANGLES):
+        df[col] = eulers[:, k]
+    for col in C.ORIGINS:
+        df[col] = 0.0
+    if C.ALIGN_FAILED in df.columns:
+        df[C.ALIGN_FAILED] = 0
+    T.write_table(out, df)
+    return out
+
+
+def average_against_truth(found: np.ndarray, oracle: np.ndarray, true_map: np.ndarray, voxel_size: float) -> dict:
+    """Both averages ``(N, N, N)`` against the true map (:func:`cryomine_core.subdivide.evaluate.map_agreement`:
+    the map is aligned to each average, either contrast tried): FSC-0.5 resolutions (Å), their ratio
+    found / oracle, the correlations at 30 Å, whether the map had to be negated, and under ``maps`` the four
+    volumes to show (each average beside the true map aligned to it)."""
+    import torch
+
+    from cryomine_core.subdivide.evaluate import map_agreement
+
+    truth = torch.as_tensor(np.asarray(true_map, dtype=np.float32))
+    res = {}
+    for name, avg in (("found", found), ("oracle", oracle)):
+        res[name] = map_agreement(torch.as_tensor(np.asarray(avg, dtype=np.float32)), truth, voxel_size)
+    return {"fsc05_vs_true_map_A": round(res["found"]["fsc_05_A"], 1),
+            "oracle_fsc05_vs_true_map_A": round(res["oracle"]["fsc_05_A"], 1),
+            "fsc_ratio_to_oracle": round(res["found"]["fsc_05_A"] / res["oracle"]["fsc_05_A"], 3),
+            "correlation_with_true_map": round(res["found"]["correlation"], 3),
+            "oracle_correlation_with_true_map": round(res["oracle"]["correlation"], 3),
+            "true_map_negated": bool(res["found"]["inverted"]),
+            "maps": {"found": np.asarray(found), "true map (aligned to it)": res["found"]["aligned_map"].cpu().numpy(),
+                     "oracle": np.asarray(oracle),
+                     "true map (aligned to the oracle)": res["oracle"]["aligned_map"].cpu().numpy()}}
+
+
+def proteomics_figure(tomogram: np.ndarray, positions: np.ndarray, panels: list[tuple[str, list]], path: Path,
+                      slab: int = 6) -> Path:
+    """The "visual proteomics" picture: a central slab of ``tomogram (Z, Y, X)`` with the particles
+    within ``slab`` voxels of it drawn as circles coloured by class, one panel per labelling.
+
+    Args:
+        positions: ``(P, 3)`` x, y, z in voxels of the particles.
+        panels: ``(title, labels)``: one label (class name) per particle, e.g. the truth, the
+            classifier's classes, the subdivision's clusters.
+        path: PNG to write.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cryomine_core.align.report import save_figure
+
+    zc = tomogram.shape[0] // 2
+    near = np.abs(positions[:, 2] - zc) <= slab
+    image = tomogram[max(zc - slab, 0):zc + slab + 1].mean(0)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5.6), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for ax, (title, labels) in zip(axes[0], panels):
+        ax.imshow(image, cmap="gray")
+        names = sorted({str(lab) for lab in labels})
+        for k, name in enumerate(names):
+            sel = near & np.array([str(lab) == name for lab in labels])
+            ax.scatter(positions[sel, 0], positions[sel, 1], s=110, facecolors="none", linewidths=1.6,
+                       edgecolors=[cmap(k % 10)], label=f"{name} ({int(sel.sum())})")
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(f"Where each complex sits: z = {zc} +- {slab} voxels (slab average)")
+    return save_figure(fig, path)
+
+
+def maps_figure(maps: dict, path: Path) -> Path:
+    """Central z, y and x slices of each volume of ``maps {title: (N, N, N)}``, one column per volume."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cryomine_core.align.report import save_figure
+
+    fig, axes = plt.subplots(3, len(maps), figsize=(2.4 * len(maps), 7.2), squeeze=False)
+    for col, (title, vol) in enumerate(maps.items()):
+        c = vol.shape[0] // 2
+        for row, (img, axis) in enumerate(((vol[c], "z"), (vol[:, c], "y"), (vol[:, :, c], "x"))):
+            ax = axes[row, col]
+            ax.imshow(img, cmap="gray")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                ax.set_ylabel(f"{axis} centre")
+        axes[0, col].set_title(title, fontsize=9)
+    return save_figure(fig, path)
