@@ -27,6 +27,12 @@ def test_quick_demo_writes_the_summary_and_the_report(tmp_path):
     assert summary["fraction_lost_at_edges"] == 0.0
     assert "phantoms" in summary["data_note"].lower()
     assert summary["structure_held_out"].startswith("spliceosome")
+    # the average was compared with its true map and with the oracle average of the same particles
+    assert summary["fsc_ratio_to_oracle"] == pytest.approx(summary["fsc05_vs_true_map_A"]
+                                                           / summary["oracle_fsc05_vs_true_map_A"], abs=0.01)
+    assert -1.0 <= summary["oracle_correlation_with_true_map"] <= 1.0
+    for picture in ("visual_proteomics.png", "average_vs_truth.png"):
+        assert (report / picture).stat().st_size > 1000, picture
     page = (report / "index.html").read_text()
     assert page.count("data:image/png;base64,") >= 5  # the pictures are inline
     assert "Procedural phantoms" in page and "./scripts/demo.sh" in page
