@@ -12,3 +12,5 @@ OUTPUT_TABLE = "particles.star"
 #: passes --resume when it is there
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS = "metrics.json"
+#: folders of the segment protocol's extra/: the probability maps, and the objects found in them
+SEGMENT_PREDICTION_DIR, SEGMENT_OBJECTS_DIR = "prediction", "objects"

@@ -35,15 +35,16 @@ from sklearn.metrics import adjusted_rand_score
 
 from cryomine_core.io.atomic import atomic_write_text
 from cryomine_core.io.mrc import read_mrc
+from cryomine_scipion.constants import SEGMENT_OBJECTS_DIR, SEGMENT_PREDICTION_DIR
 from cryomine_scipion.convert import filePath
 from cryomine_scipion.demo_truth import (
     alignment_errors,
     average_against_truth,
     heldout_cluster,
     maps_figure,
-    object_f1,
     oracle_table,
     proteomics_figure,
+    segmentation_scores,
 )
 
 SNR = 0.1
@@ -327,8 +328,10 @@ def run(out: Path, project_name: str = "CryomineDemo", phantoms: bool = False, e
     ids = sorted(pred)
     ari = adjusted_rand_score([trueClass[i] for i in ids], [pred[i] for i in ids])
     heldOut = heldout_cluster(pred, trueClass, held_out[0])
-    found = getattr(project.getProtocol(segment.getObjId()), "coordinates", None)  # none when nothing was found
-    objectF1, objectP, objectR = object_f1(found, test_dir / "instances") if found is not None else (0.0, 0.0, 0.0)
+    segScores = segmentation_scores(
+        Path(segment._getExtraPath(SEGMENT_OBJECTS_DIR)),
+        {name: segment._getExtraPath(SEGMENT_PREDICTION_DIR, "probabilities", f"{name}.mrc") for name in truth},
+        {name: test_dir / f"simulated_{name}" for name in truth}, data / "segmentation_truth.star")
     aligned = project.getProtocol(align.getObjId())
     # orientations are only comparable within one structure: measure on the aligned class's dominant one
     alignedTrue = [trueClass[i.getObjId()] for i in aligned.subtomograms.iterItems()]
@@ -343,8 +346,7 @@ def run(out: Path, project_name: str = "CryomineDemo", phantoms: bool = False, e
         "tomograms": len(truth), "particles_planted": n_planted, "subtomograms_extracted": subtomos.getSize(),
         "skipped_at_edge": metrics.get("n_skipped"),
         "coordinates_matching_truth": matched,
-        "segmentation_object_f1": round(objectF1, 3), "segmentation_precision": round(objectP, 3),
-        "segmentation_recall": round(objectR, 3),
+        **segScores,
         "structures_trained": [f"{n} ({s})" for n, s in trained],
         "structure_held_out": f"{held_out[0]} ({held_out[1]})",
         "training_subtomograms": len(train_planted),

@@ -2,7 +2,7 @@
 orientations, and the true maps).
 
 Kept apart from :mod:`cryomine_scipion.demo`, which runs the Scipion protocols: here are the pure
-measurements (object F1 of the segmentation, the held-out complex's cluster, rotation errors, the
+measurements (the segmentation's objects, the held-out complex's cluster, rotation errors, the
 average against its true map and against the *oracle* average) and the "visual proteomics" picture.
 
 The oracle average uses the same particles and half sets as the found average, with the planted
@@ -17,30 +17,57 @@ from pathlib import Path
 
 import numpy as np
 
-from cryomine_core.io.mrc import read_mrc
-
-__all__ = ["object_f1", "heldout_cluster", "alignment_errors", "oracle_table", "average_against_truth",
+__all__ = ["segmentation_scores", "heldout_cluster", "alignment_errors", "oracle_table", "average_against_truth",
            "maps_figure", "proteomics_figure"]
 
 
-def object_f1(coords, instances_dir: Path) -> tuple[float, float, float]:
-    """Object-level (F1, precision, recall) of segmented centres (a Scipion SetOfCoordinates3D): a centre
-    is a hit when it falls inside a true particle (instance map); each true particle counts once."""
-    from tomo.constants import BOTTOM_LEFT_CORNER
+def segmentation_scores(objects_dir: Path, probability_maps: dict, simulated: dict, out_table: Path) -> dict:
+    """The segmentation's objects against the planted particles, with the core's evaluation
+    (:func:`cryomine_core.segment.object_evaluation.evaluate_objects`: a found centre matches a true
+    particle when it falls inside it, a hollow complex's cavity included; each particle once).
 
-    maps, hits, n_pred = {}, set(), 0
-    for coord in coords.iterCoordinates():
-        ts_id = coord.getTomoId()
-        if ts_id not in maps:
-            maps[ts_id] = read_mrc(instances_dir / f"{ts_id}.mrc")[0]
-        n_pred += 1
-        x, y, z = (int(round(v)) for v in coord.getPosition(BOTTOM_LEFT_CORNER))
-        vol = maps[ts_id]
-        if 0 <= z < vol.shape[0] and 0 <= y < vol.shape[1] and 0 <= x < vol.shape[2] and vol[z, y, x] > 0:
-            hits.add((ts_id, int(vol[z, y, x])))
-    n_true = sum(len(np.unique(read_mrc(f)[0])) - 1 for f in sorted(instances_dir.glob("*.mrc")))
-    precision, recall = len(hits) / max(n_pred, 1), len(hits) / max(n_true, 1)
-    return 2 * precision * recall / max(precision + recall, 1e-9), precision, recall
+    Args:
+        objects_dir: the ``segment objects`` folder (``metrics.json``, ``objects.star``).
+        probability_maps: tomogram name -> its probability stack (the maps ``segment objects`` read).
+        simulated: tomogram name -> the ``cryomine simulate tomograms`` folder that made it
+            (``particles.star``, ``instances/tomo000.mrc``).
+        out_table: where to write the merged truth table (the simulator names every tomogram ``tomo000``).
+    Returns ``{"segmentation_object_f1", "segmentation_precision", "segmentation_recall"}`` (localisation,
+    class-agnostic) and ``"segmentation_class_f1"`` (the object must also carry the right class).
+    """
+    import shutil
+
+    import pandas as pd
+
+    from cryomine_core.io import columns as C
+    from cryomine_core.io import table as T
+    from cryomine_core.segment.object_evaluation import evaluate_objects
+
+    work = Path(out_table).parent / "segmentation_evaluation"  # evaluate_objects adds to metrics.json: a copy
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("metrics.json", "objects.star"):
+        if (Path(objects_dir) / name).exists():
+            shutil.copyfile(Path(objects_dir) / name, work / name)
+    names = sorted(probability_maps)
+    tables = []
+    for name in names:
+        df = T.read_table(Path(simulated[name]) / "particles.star", require=(C.TOMO, C.INSTANCE), resolve_paths=False)
+        df[C.TOMO] = name
+        tables.append(df)
+    T.write_table(out_table, pd.concat(tables, ignore_index=True), require=(C.TOMO, C.INSTANCE))
+    metrics = evaluate_objects(work, [probability_maps[n] for n in names], truth_table=out_table,
+                               truth_instances=[Path(simulated[n]) / "instances" / "tomo000.mrc" for n in names])
+    objects = metrics.get("objects")
+    if objects is None:
+        return {"segmentation_object_f1": 0.0, "segmentation_precision": 0.0, "segmentation_recall": 0.0,
+                "segmentation_class_f1": 0.0}
+    loc, overall = objects["localisation"], objects["overall"]
+    return {"segmentation_object_f1": _rounded(loc["f1"]), "segmentation_precision": _rounded(loc["precision"]),
+            "segmentation_recall": _rounded(loc["recall"]), "segmentation_class_f1": _rounded(overall["f1"])}
+
+
+def _rounded(value):
+    return None if value is None else round(float(value), 3)
 
 
 def heldout_cluster(clusters: dict, true_class: dict, held_out: str) -> dict:

@@ -11,11 +11,10 @@ from tomo.objects import Coordinate3D, SetOfCoordinates3D, SetOfTomoMasks, TomoM
 
 from cryomine_core.io import table as T
 from cryomine_core.io.columns import SOLIDITY, VOXELS
+from cryomine_scipion.constants import SEGMENT_OBJECTS_DIR, SEGMENT_PREDICTION_DIR
 from cryomine_scipion.convert import filePath, fileStem, readTable
 from cryomine_scipion.plots import writeLabelOverlay
 from cryomine_scipion.protocols.protocol_base import ProtCryomineBase
-
-PREDICTION_DIR, OBJECTS_DIR = "prediction", "objects"
 
 
 class SegmentOutputs(Enum):
@@ -83,14 +82,14 @@ class ProtCryomineSegment(ProtCryomineBase):
 
     def predictStep(self):
         self.runCore("segment predict", ["--model", self.inputModel.get().getPath(), "--tomograms",
-                                         *self._tomoFiles(), "--out", self._getExtraPath(PREDICTION_DIR),
+                                         *self._tomoFiles(), "--out", self._getExtraPath(SEGMENT_PREDICTION_DIR),
                                          "--tile", self.tile.get()], gpu=True)
 
     def objectsStep(self):
         tomos = self._tomoFiles()
-        probs = [self._getExtraPath(PREDICTION_DIR, "probabilities", fileStem(t) + ".mrc") for t in tomos]
-        args = ["--probabilities", *probs, "--classes", self._getExtraPath(PREDICTION_DIR, "segmenter.json"),
-                "--tomograms", *tomos, "--out", self._getExtraPath(OBJECTS_DIR),
+        probs = [self._getExtraPath(SEGMENT_PREDICTION_DIR, "probabilities", fileStem(t) + ".mrc") for t in tomos]
+        args = ["--probabilities", *probs, "--classes", self._getExtraPath(SEGMENT_PREDICTION_DIR, "segmenter.json"),
+                "--tomograms", *tomos, "--out", self._getExtraPath(SEGMENT_OBJECTS_DIR),
                 "--min-solidity", self.minSolidity.get(), "--min-voxels", self.minVoxels.get(),
                 "--min-size-fraction", self.minSizeFraction.get()]
         if self.maxVoxels.get():
@@ -104,18 +103,18 @@ class ProtCryomineSegment(ProtCryomineBase):
         masks.setSamplingRate(rate)
         for stem, tomo in tomos.items():
             mask = TomoMask()
-            mask.setLocation(self._getExtraPath(OBJECTS_DIR, "classes", stem + ".mrc"))
+            mask.setLocation(self._getExtraPath(SEGMENT_OBJECTS_DIR, "classes", stem + ".mrc"))
             mask.setSamplingRate(rate)
             mask.setOrigin()
             mask.setTsId(tomo.getTsId())
             mask.setVolName(tomo.getFileName())
             masks.append(mask)
             writeLabelOverlay(tomo.getFileName(), mask.getFileName(),
-                              self._getExtraPath(OBJECTS_DIR, f"overlay_{stem}.png"), self._classNames())
+                              self._getExtraPath(SEGMENT_OBJECTS_DIR, f"overlay_{stem}.png"), self._classNames())
         self._defineOutputs(**{SegmentOutputs.labelMasks.name: masks})
         self._defineSourceRelation(self.inputTomograms, masks)
 
-        objects = self._getExtraPath(OBJECTS_DIR, "objects.star")
+        objects = self._getExtraPath(SEGMENT_OBJECTS_DIR, "objects.star")
         if not os.path.exists(objects):  # the core writes no table when it found nothing
             self.warning("No object was found in any tomogram (see the overlays in the results): only the label "
                          "maps are output. Train the segmenter on more annotated boxes or for more epochs.")
@@ -144,7 +143,7 @@ class ProtCryomineSegment(ProtCryomineBase):
     def _classNames(self):
         import json
 
-        path = self._getExtraPath(PREDICTION_DIR, "segmenter.json")
+        path = self._getExtraPath(SEGMENT_PREDICTION_DIR, "segmenter.json")
         if not os.path.exists(path):
             return {}
         with open(path) as fh:
@@ -154,8 +153,8 @@ class ProtCryomineSegment(ProtCryomineBase):
     # -------------------------- INFO functions -------------------------------
     def resultPlots(self):
         """Figures the core wrote, as (title, path), for the viewer."""
-        return [(f"Segmentation of {fileStem(t)}", self._getExtraPath(OBJECTS_DIR, f"overlay_{fileStem(t)}.png"))
-                for t in self._tomoFiles()]
+        return [(f"Segmentation of {fileStem(t)}",
+                 self._getExtraPath(SEGMENT_OBJECTS_DIR, f"overlay_{fileStem(t)}.png")) for t in self._tomoFiles()]
 
     def _validate(self):
         errors = []
@@ -173,7 +172,7 @@ class ProtCryomineSegment(ProtCryomineBase):
         return errors
 
     def _summary(self):
-        counts_path = self._getExtraPath(OBJECTS_DIR, "counts.json")
+        counts_path = self._getExtraPath(SEGMENT_OBJECTS_DIR, "counts.json")
         if not os.path.exists(counts_path):
             return ["Output not ready yet."]
         import json
