@@ -15,7 +15,8 @@ variables). Steps, each a real Scipion protocol in one project:
    CNN classifier on these extracted subtomograms (no domain gap to isolated simulations);
 6. classify the test subtomograms, and subdivide them template-free (the CNN's features, BIC,
    reference-free classification), which must find the spliceosome, left out of training;
-7. align and average the largest predicted class without a reference;
+7. align and average the largest cluster of the subdivision without a reference, and compare it with
+   its true map and with the oracle average (the same particles at their planted orientations);
 8. measure every step against the ground truth, write ``report/index.html`` (one page with every
    picture and figure against its target) and ``summary.json``, and print the command that opens
    the project in the Scipion GUI.
@@ -35,11 +36,13 @@ from sklearn.metrics import adjusted_rand_score
 
 from cryomine_core.io.atomic import atomic_write_text
 from cryomine_core.io.mrc import read_mrc
+from cryomine_core.simulate.structures import load_structure
 from cryomine_scipion.constants import SEGMENT_OBJECTS_DIR, SEGMENT_PREDICTION_DIR
 from cryomine_scipion.convert import filePath
 from cryomine_scipion.demo_truth import (
     alignment_errors,
     average_against_truth,
+    cluster_maps,
     heldout_cluster,
     maps_figure,
     oracle_table,
@@ -138,7 +141,6 @@ def compare_with_oracle(align, trueAngles: dict, spec: str | None, box: int, vox
     oracle average of the same particles with their planted orientations (``cryomine align average``);
     writes ``oracle/`` in the align run's extra folder. Empty when there is no structure to compare with."""
     from cryomine_core.align.jobs import run_average
-    from cryomine_core.simulate.structures import load_structure
     from cryomine_scipion.constants import OUTPUT_TABLE
 
     if spec is None:
@@ -287,14 +289,15 @@ def run(out: Path, project_name: str = "CryomineDemo", phantoms: bool = False, e
     subdivide.inputModel.setExtended("model")
     _launch(project, subdivide, log)
 
-    log("[8/9] aligning and averaging the largest class, reference-free")
-    classes = project.getProtocol(classify.getObjId()).classes
+    log("[8/9] aligning and averaging the largest cluster of the subdivision, reference-free")
+    clusters = project.getProtocol(subdivide.getObjId()).classes
     # iterItems reuses one object: read the sizes out before choosing (max() over it returns the last class)
-    sizes = {c.getObjId(): (c.getSize(), c.getObjLabel()) for c in classes.iterItems()}
+    sizes = {c.getObjId(): (c.getSize(), c.getObjLabel()) for c in clusters.iterItems()}
+    clusterFiles = {c.getObjLabel(): filePath(c.getRepresentative()) for c in clusters.iterItems()}
     largestId = max(sizes, key=lambda k: sizes[k][0])
     largestSize, largestName = sizes[largestId]
     align = project.newProtocol(ProtCryomineAlign, iterations=4, angularStep=15.0, maxShift=3.0)
-    align.inputSubtomos.set(classify)
+    align.inputSubtomos.set(subdivide)
     align.inputSubtomos.setExtended(f"classes.{largestId}")
     _launch(project, align, log)
 
@@ -323,7 +326,6 @@ def run(out: Path, project_name: str = "CryomineDemo", phantoms: bool = False, e
     for i in predicted:
         if trueClass[i] == held_out[0]:
             heldOutAs[predicted[i]] = heldOutAs.get(predicted[i], 0) + 1
-    clusters = project.getProtocol(subdivide.getObjId()).classes
     pred = {item.getObjId(): cls.getObjId() for cls in clusters.iterItems() for item in cls.iterItems()}
     ids = sorted(pred)
     ari = adjusted_rand_score([trueClass[i] for i in ids], [pred[i] for i in ids])
@@ -340,7 +342,15 @@ def run(out: Path, project_name: str = "CryomineDemo", phantoms: bool = False, e
                                keep={i for i, c in trueClass.items() if c == dominant})
     alignMetrics = aligned.readMetrics()
     log("  the average against its true map, and against the oracle average (same particles, true poses)")
-    truthVsMap = compare_with_oracle(align, trueAngles, dict([*trained, held_out]).get(dominant), box, voxel)
+    specs = dict([*trained, held_out])
+    truthVsMap = compare_with_oracle(align, trueAngles, specs.get(dominant), box, voxel)
+    log("  every cluster's average against the true map of its dominant structure")
+    clusterRows, clusterMaps = cluster_maps(
+        {label: read_mrc(path)[0] for label, path in clusterFiles.items()},
+        {label: [trueClass[i] for i in pred if sizes[pred[i]][1] == label] for label in clusterFiles},
+        {name: load_structure(spec, voxel, box).volume.numpy() for name, spec in specs.items()}, voxel,
+        negate=bool(truthVsMap.get("true_map_negated")))
+    maps_figure(clusterMaps, report / "cluster_averages_vs_truth.png")
     trainMetrics = train.readMetrics()
     summary = {
         "tomograms": len(truth), "particles_planted": n_planted, "subtomograms_extracted": subtomos.getSize(),
@@ -355,9 +365,9 @@ def run(out: Path, project_name: str = "CryomineDemo", phantoms: bool = False, e
         "classification_n_known": len(known), "held_out_classified_as": heldOutAs,
         "subdivision_clusters": clusters.getSize(), "subdivision_ari": round(float(ari), 3),
         "heldout_cluster_purity": heldOut["purity"], "heldout_cluster_recall": heldOut["recall"],
+        "clusters": clusterRows,
         "aligned_class": largestName, "aligned_particles": aligned.subtomograms.getSize(),
-        "aligned_class_purity": round(sum(trueClass[i.getObjId()] == largestName
-                                          for i in aligned.subtomograms.iterItems()) / max(largestSize, 1), 3),
+        "aligned_class_purity": round(alignedTrue.count(dominant) / max(largestSize, 1), 3),
         "aligned_dominant_structure": dominant, "aligned_dominant_count": alignedTrue.count(dominant),
         "alignment_median_rotation_error_deg": round(float(np.median(rotErr)), 2),
         "alignment_rotation_error_note": "against the planted orientation, ignoring the complex's symmetry: "
@@ -435,7 +445,9 @@ REPORT_FIGURES = [
     ("training_curves.png", "Classifier: training curves"),
     ("class_averages.png", "Averages of the predicted classes"),
     ("subdivision_embedding.png", "Template-free subdivision: feature embedding and clusters"),
-    ("average_slices.png", "Reference-free average of the largest class: central slices"),
+    ("cluster_averages_vs_truth.png", "Every cluster of the subdivision: its reference-free average beside the true "
+                                      "map of the structure most of its members are (aligned to it)"),
+    ("average_slices.png", "Reference-free average of the largest cluster: central slices"),
     ("fsc.png", "Its gold-standard half-map FSC"),
 ]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["segmentation_scores", "heldout_cluster", "alignment_errors", "oracle_table", "average_against_truth",
-           "maps_figure", "proteomics_figure"]
+           "cluster_maps", "maps_figure", "proteomics_figure"]
 
 
 def segmentation_scores(objects_dir: Path, probability_maps: dict, simulated: dict, out_table: Path) -> dict:
@@ -185,6 +185,41 @@ def proteomics_figure(tomogram: np.ndarray, positions: np.ndarray, panels: list[
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, fontsize=8, frameon=False)
     fig.suptitle(f"Where each complex sits: z = {zc} +- {slab} voxels (slab average)")
     return save_figure(fig, path)
+
+
+def cluster_maps(averages: dict, members: dict, true_maps: dict, voxel_size: float, negate: bool) -> tuple[list, dict]:
+    """Each cluster's average against the true map of the structure most of its members are.
+
+    Args:
+        averages: cluster name -> its average ``(N, N, N)``.
+        members: cluster name -> the true structure name of each member.
+        true_maps: structure name -> true map ``(N, N, N)``.
+        negate: the data show density dark (the sign :func:`average_against_truth` found).
+    Returns ``(rows, maps)``: one row per cluster (size, dominant structure, purity, FSC-0.5 resolution and
+    correlation against that structure's map) and the volumes to show (each average, then the true map
+    aligned to it).
+    """
+    import torch
+
+    from cryomine_core.subdivide.evaluate import map_agreement
+
+    rows, maps = [], {}
+    for name in sorted(averages):
+        truth = list(members.get(name, []))
+        if not truth:
+            continue
+        dominant = max(set(truth), key=truth.count)
+        row = {"cluster": name, "size": len(truth), "dominant_structure": dominant,
+               "purity": round(truth.count(dominant) / len(truth), 3)}
+        if dominant in true_maps:
+            agree = map_agreement(torch.as_tensor(np.asarray(averages[name], dtype=np.float32)),
+                                  torch.as_tensor(np.asarray(true_maps[dominant], dtype=np.float32)), voxel_size,
+                                  contrast="inverted" if negate else "same")
+            row.update(fsc05_vs_true_map_A=round(agree["fsc_05_A"], 1), correlation=round(agree["correlation"], 3))
+            maps[f"{name} ({dominant})"] = np.asarray(averages[name])
+            maps[f"true {dominant}"] = agree["aligned_map"].cpu().numpy()
+        rows.append(row)
+    return rows, maps
 
 
 def maps_figure(maps: dict, path: Path) -> Path:

@@ -73,3 +73,17 @@ def test_average_against_truth_refuses_a_non_volume(bad):
 
     with pytest.raises(CryomineError):
         average_against_truth(bad.numpy(), bad.numpy(), bad.numpy(), 10.0)
+
+
+def test_cluster_maps_name_each_cluster_by_its_dominant_structure():
+    from cryomine_scipion.demo_truth import cluster_maps
+
+    rod = _blob(20, [(10, 10, 5), (10, 10, 10), (10, 10, 15)])
+    ball = _blob(20, [(10, 10, 10)])
+    rows, maps = cluster_maps({"cluster 1": np.ascontiguousarray(np.flip(rod, 2)), "cluster 2": ball},
+                              {"cluster 1": ["rod", "rod", "ball"], "cluster 2": ["ball"] * 4},
+                              {"rod": rod, "ball": ball}, 10.0, negate=False)
+    assert [(r["cluster"], r["dominant_structure"], r["purity"], r["size"]) for r in rows] == [
+        ("cluster 1", "rod", 0.667, 3), ("cluster 2", "ball", 1.0, 4)]
+    assert rows[0]["correlation"] > 0.9 and rows[1]["correlation"] > 0.9
+    assert list(maps) == ["cluster 1 (rod)", "true rod", "cluster 2 (ball)", "true ball"]
